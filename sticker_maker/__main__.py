@@ -1,0 +1,4 @@
+from sticker_maker.cli.main import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""The FastAPI application: routers, error mapping, and the in-process worker."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from sticker_maker import __version__
+from sticker_maker.api import errors, files, native, seed_compat
+from sticker_maker.api.services import Services
+from sticker_maker.config import Settings
+
+log = logging.getLogger("sticker_maker.api")
+
+
+def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
+    """Build the app. With ``run_worker`` the lifespan starts an in-process worker."""
+    svc = Services.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker = None
+        if run_worker:
+            from sticker_maker.worker import Worker
+
+            worker = Worker(
+                svc.jobs,
+                svc.storage,
+                presets_file=str(settings.presets_file) if settings.presets_file else None,
+                cache_size=settings.pipeline_cache_size,
+                poll_interval=settings.poll_interval,
+            )
+            svc.jobs.on_submit.append(worker.wake)
+            worker.start()
+        app.state.worker = worker
+        try:
+            yield
+        finally:
+            if worker is not None:
+                worker.stop()
+            svc.db.dispose()
+
+    app = FastAPI(
+        title="sticker-maker",
+        version=__version__,
+        description="Text prompt → die-cut stickers. Native job API plus wire-compatible "
+        "sticker-maker (/api/v1) routes.",
+        lifespan=lifespan,
+    )
+    app.state.services = svc
+    errors.install(app)
+    app.include_router(native.router)
+    app.include_router(seed_compat.router)
+    app.include_router(files.router)
+
+    @app.get("/health", tags=["service"], summary="Liveness")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app

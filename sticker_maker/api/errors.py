@@ -1,0 +1,86 @@
+"""Errors → HTTP responses, in one place, in each API's own envelope.
+
+* native (``/v1/jobs`` …): ``{"error": {"code", "message", "fields"}}``
+* sticker-maker-compatible (``/api/v1``): ``{"message", "code": <status>, "status_code": "error"}``
+* Segmind-compatible (``/v1/<slug>``, ``/v2/…``): ``{"error": message}``
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sticker_maker.errors import (
+    FieldError,
+    InvalidInput,
+    RateLimited,
+    ServiceBusy,
+    StickerMakerError,
+)
+from sticker_maker.params import validation_errors
+
+log = logging.getLogger("sticker_maker.api")
+
+NATIVE_PREFIXES = ("/v1/jobs", "/v1/account", "/v1/presets", "/v1/keys", "/v1/stickers")
+
+
+def api_family(path: str) -> str:
+    if path.startswith("/api/v1/"):
+        return "seed"
+    if path.startswith("/v2/") or (
+        path.startswith("/v1/") and not path.startswith(NATIVE_PREFIXES)
+    ):
+        return "segmind"
+    return "native"
+
+
+def error_body(family: str, exc: StickerMakerError) -> dict[str, Any]:
+    if family == "seed":
+        return {"message": exc.message, "code": exc.status, "status_code": "error"}
+    if family == "segmind":
+        return {"error": exc.message}
+    body: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if isinstance(exc, InvalidInput):
+        body["fields"] = [{"field": e.field, "message": e.message} for e in exc.errors]
+    if isinstance(exc, RateLimited | ServiceBusy):
+        body["retry_after"] = exc.retry_after
+    return {"error": body}
+
+
+def error_response(request: Request, exc: StickerMakerError) -> JSONResponse:
+    headers: dict[str, str] = {}
+    if isinstance(exc, RateLimited | ServiceBusy):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return JSONResponse(
+        error_body(api_family(request.url.path), exc), status_code=exc.status, headers=headers
+    )
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(StickerMakerError)
+    async def _known(request: Request, exc: StickerMakerError) -> JSONResponse:
+        return error_response(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(request, InvalidInput(validation_errors(exc.errors())))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        err = StickerMakerError(str(exc.detail))
+        err.status = exc.status_code
+        err.code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(request, err)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(request, StickerMakerError("internal server error"))
+
+
+__all__ = ["FieldError", "api_family", "error_body", "error_response", "install"]

@@ -1,0 +1,87 @@
+"""The native API: one job envelope everywhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from sticker_maker.accounts import ApiKey
+from sticker_maker.api.auth import current_key
+from sticker_maker.api.render import native_job
+from sticker_maker.api.services import Services, services
+from sticker_maker.jobs import Job, JobStatus
+from sticker_maker.params import GenerationRequest, resolve
+
+router = APIRouter(tags=["native"])
+
+
+def _envelope(request: Request, svc: Services, job: Job) -> dict[str, Any]:
+    position = svc.jobs.queue_position(job) if job.status is JobStatus.QUEUED else None
+    return native_job(request, svc, job, position=position)
+
+
+@router.post("/v1/jobs", status_code=201, summary="Submit a generation job")
+def create_job(
+    body: GenerationRequest,
+    request: Request,
+    key: ApiKey = Depends(current_key),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """Queue a job. Poll ``GET /v1/jobs/{id}`` (or its ``urls.get``) until it is terminal."""
+    job = svc.jobs.submit(key.id, resolve(body, svc.presets))
+    return _envelope(request, svc, job)
+
+
+@router.get("/v1/jobs", summary="Your recent jobs")
+def list_jobs(
+    request: Request,
+    limit: int = Query(50, ge=1, le=200),
+    key: ApiKey = Depends(current_key),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    return {
+        "jobs": [native_job(request, svc, j) for j in svc.jobs.list_for_key(key.id, limit=limit)]
+    }
+
+
+@router.get("/v1/jobs/{job_id}", summary="A job's envelope")
+def get_job(
+    job_id: str,
+    request: Request,
+    key: ApiKey = Depends(current_key),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    return _envelope(request, svc, svc.jobs.get(job_id, key.id))
+
+
+@router.post("/v1/jobs/{job_id}/cancel", summary="Cancel a queued or running job")
+def cancel_job(
+    job_id: str,
+    request: Request,
+    key: ApiKey = Depends(current_key),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """A queued job is cancelled at once; a running one stops at its next step."""
+    return _envelope(request, svc, svc.jobs.request_cancel(job_id, key.id))
+
+
+@router.get("/v1/presets", summary="Available presets")
+def list_presets(svc: Services = Depends(services)) -> dict[str, Any]:
+    return {
+        "presets": [
+            {
+                "name": p.name,
+                "aliases": list(p.aliases),
+                "base": p.base,
+                "lora": p.lora,
+                "scheduler": p.scheduler,
+                "steps": p.steps,
+                "guidance_scale": p.guidance_scale,
+                "width": p.width,
+                "height": p.height,
+                "price_per_second": p.price_per_second,
+            }
+            for p in svc.presets.all()
+        ]
+    }

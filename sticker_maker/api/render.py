@@ -1,0 +1,65 @@
+"""Rendering jobs: URLs and timestamps shared by every API's envelope."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import Request
+
+from sticker_maker.api.services import Services
+from sticker_maker.jobs import Job
+
+
+def base_url(request: Request, svc: Services) -> str:
+    """The configured public URL, else the one the client used (no trailing slash)."""
+    if svc.settings.public_url:
+        return svc.settings.public_url.rstrip("/")
+    return str(request.base_url).rstrip("/")
+
+
+def file_url(request: Request, svc: Services, name: str) -> str:
+    return f"{base_url(request, svc)}/files/{name}"
+
+
+def iso(ts: float | None) -> str | None:
+    """ISO-8601 UTC with milliseconds and ``Z`` (``2024-03-16T01:37:49.475Z``)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def rounded(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def native_job(request: Request, svc: Services, job: Job, *, position: int | None = None) -> dict:
+    """The one job envelope of the native API."""
+    root = base_url(request, svc)
+    body = {
+        "id": job.id,
+        "status": job.status.value,
+        "kind": job.kind,
+        "preset": job.preset,
+        "input": job.input.model_dump(),
+        "output": [{**o.to_dict(), "url": file_url(request, svc, o.file)} for o in job.output],
+        "error": job.error,
+        "logs": job.logs,
+        "progress": {"step": job.progress_step, "total": job.progress_total},
+        "metrics": {
+            "queue_time": rounded(job.queue_time),
+            "predict_time": rounded(job.predict_time),
+            "total_time": rounded(job.total_time),
+        },
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "completed_at": iso(job.completed_at),
+        "urls": {
+            "get": f"{root}/v1/jobs/{job.id}",
+            "cancel": f"{root}/v1/jobs/{job.id}/cancel",
+        },
+    }
+    for out in body["output"]:
+        out.pop("file")
+    if position is not None:
+        body["queue_position"] = position
+    return body

@@ -1,0 +1,42 @@
+"""What the routes use, built once per app: settings, database, stores, presets, storage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from sticker_maker.accounts import KeyStore
+from sticker_maker.config import Settings
+from sticker_maker.db import Database
+from sticker_maker.jobs import JobStore
+from sticker_maker.presets import PresetRegistry, load_presets
+from sticker_maker.storage import LocalStorage, Storage
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    presets: PresetRegistry
+    jobs: JobStore
+    keys: KeyStore
+    storage: Storage
+
+    @classmethod
+    def build(cls, settings: Settings) -> Services:
+        settings.ensure_dirs()
+        db = Database(settings.database_url)
+        db.upgrade()
+        return cls(
+            settings=settings,
+            db=db,
+            presets=load_presets(settings.presets_file),
+            jobs=JobStore(db),
+            keys=KeyStore(db),
+            storage=LocalStorage(settings.storage_dir),
+        )
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services

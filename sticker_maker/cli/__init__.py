@@ -1,0 +1,1 @@
+"""The ``sticker-maker`` command."""

@@ -1,0 +1,227 @@
+"""``sticker-maker``: run the service, manage keys, make stickers.
+
+Heavy imports (torch, diffusers, FastAPI) happen inside commands so ``--help``
+and the client commands start fast.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="sticker-maker",
+    help="Turn a text prompt into ready-to-use stickers: run the service, manage API keys, "
+    "generate and finish stickers locally.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+keys_app = typer.Typer(help="Create and manage API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+err = Console(stderr=True)
+out = Console()
+
+HomeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--home",
+        help="Folder for all state (database, output files). "
+        "Default: $STICKER_MAKER_HOME, else ~/.local/share/sticker-maker.",
+        show_default=False,
+    ),
+]
+PresetsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--presets",
+        help="TOML file that overrides or adds presets (see README). "
+        "Default: $STICKER_MAKER_PRESETS.",
+        show_default=False,
+    ),
+]
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    home: HomeOpt = None,
+    presets: PresetsOpt = None,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Base URL clients reach this service at (for output and poll URLs).",
+            show_default=False,
+        ),
+    ] = None,
+    worker: Annotated[
+        bool, typer.Option("--worker/--no-worker", help="Run the in-process GPU/CPU worker.")
+    ] = True,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Start the HTTP API (and, by default, an in-process worker).
+
+    All state lives under the home folder: a SQLite database and the output files.
+    The model runs in a worker child process, so a crash cannot take the API down.
+    """
+    import uvicorn
+
+    from sticker_maker.api import create_app
+    from sticker_maker.config import Settings
+    from sticker_maker.errors import StickerMakerError
+
+    try:
+        settings = Settings.load(home, presets=presets, public_url=public_url)
+        application = create_app(settings, run_worker=worker)
+    except StickerMakerError as exc:
+        raise fail(exc.message) from None
+    err.print(f"sticker-maker: home {settings.home}, listening on http://{host}:{port}")
+    err.print("Create a key with: sticker-maker keys create" + _home_flag(home))
+    uvicorn.run(application, host=host, port=port, log_level=log_level)
+
+
+def _home_flag(home: Path | None) -> str:
+    return f" --home {home}" if home else ""
+
+
+@keys_app.command("create")
+def keys_create(
+    home: HomeOpt = None,
+    credits: Annotated[float, typer.Option(help="Credits to grant the new key.", min=0)] = 0.0,
+    label: Annotated[str, typer.Option(help="A note to recognise the key by.")] = "",
+    admin: Annotated[bool, typer.Option(help="Create an admin key.")] = False,
+) -> None:
+    """Create an API key and print it. It is shown once: only its hash is stored."""
+    from sticker_maker.accounts import KeyStore
+    from sticker_maker.config import Settings
+    from sticker_maker.db import Database
+
+    settings = Settings.load(home)
+    settings.ensure_dirs()
+    db = Database(settings.database_url)
+    db.upgrade()
+    new = KeyStore(db).create(label=label, scope="admin" if admin else "user", credits=credits)
+    db.dispose()
+    err.print(
+        f"Created {'admin' if admin else 'user'} key {new.key.id} with {credits:g} credits. "
+        "Store it now: it cannot be shown again."
+    )
+    print(new.secret)
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What the sticker shows, e.g. 'cute cat'.")],
+    preset: Annotated[str, typer.Option(help="Preset name or alias.")] = "sticker-maker",
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the PNGs.")] = Path(
+        "."
+    ),
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed (default: random). Image i uses seed+i.", show_default=False),
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Denoising steps (default: preset's).", show_default=False)
+    ] = None,
+    width: Annotated[
+        int | None, typer.Option(help="Width, multiple of 8.", show_default=False)
+    ] = None,
+    height: Annotated[
+        int | None, typer.Option(help="Height, multiple of 8.", show_default=False)
+    ] = None,
+    negative: Annotated[str, typer.Option("--negative", help="Negative prompt.")] = "",
+    scheduler: Annotated[
+        str | None, typer.Option(help="Sampler name, e.g. 'Euler a'.", show_default=False)
+    ] = None,
+    guidance: Annotated[
+        float | None, typer.Option(help="Guidance scale.", show_default=False)
+    ] = None,
+    samples: Annotated[int, typer.Option(help="Images to make (1-4).")] = 1,
+    presets: PresetsOpt = None,
+) -> None:
+    """Make stickers on this machine, without a server.
+
+    Writes NAME-SEED.png (as generated) and NAME-SEED-sticker.png (transparent cut-out).
+    """
+    from sticker_maker.errors import StickerMakerError
+    from sticker_maker.params import parse_request, resolve
+    from sticker_maker.presets import load_presets
+
+    raw = {"prompt": prompt, "preset": preset, "negative_prompt": negative, "samples": samples}
+    optional = {
+        "seed": seed,
+        "steps": steps,
+        "width": width,
+        "height": height,
+        "scheduler": scheduler,
+        "guidance_scale": guidance,
+    }
+    raw.update({k: v for k, v in optional.items() if v is not None})
+    try:
+        registry = load_presets(presets)
+        job = resolve(parse_request(raw), registry)
+        stickers = _run_locally(job, presets)
+    except StickerMakerError as exc:
+        raise fail(exc.message) from None
+    output.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:40] or "sticker"
+    for sticker in stickers:
+        image_path = output / f"{stem}-{sticker.seed}.png"
+        sticker_path = output / f"{stem}-{sticker.seed}-sticker.png"
+        image_path.write_bytes(sticker.image_png)
+        sticker_path.write_bytes(sticker.sticker_png)
+        out.print(f"{image_path}\n{sticker_path}")
+
+
+def _run_locally(job, presets_file: Path | None):  # type: ignore[no-untyped-def]
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("loading model", total=job.steps)
+        from sticker_maker.worker.predictor import Predictor
+
+        predictor = Predictor()
+        predictor.setup(str(presets_file) if presets_file else None)
+
+        def on_progress(step: int, total: int) -> None:
+            progress.update(task, description="denoising", completed=step, total=total)
+
+        return predictor.predict(job, on_progress=on_progress)
+
+
+def _register_extras() -> None:
+    try:
+        from sticker_maker.cli import finishing_cmds
+    except ImportError:  # pragma: no cover - finishing commands are optional
+        return
+    finishing_cmds.register(app)
+
+
+_register_extras()
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,115 @@
+"""Server-side exceptions, one hierarchy.
+
+Every error a user can cause or act on is a :class:`StickerMakerError` with an
+HTTP status and a message that says what to do. ``sticker_maker.api.errors``
+maps these to responses in each API's envelope, in one place.
+
+========================  ======  =====================================
+exception                 status  when
+========================  ======  =====================================
+InvalidInput              400     a field is missing, malformed or out of range
+AuthenticationError       401     no API key, a wrong one, or a revoked one
+PermissionDenied          403     a user key calling an admin route
+NotFound                  404     unknown (or not yours, or expired) job / file
+Conflict                  409     the request clashes with current state
+InsufficientCredits       406     balance below the job's reserved cost
+RateLimited               429     per-key limits; carries ``retry_after``
+ServiceBusy               503     global queue full; carries ``retry_after``
+ModelUnavailable          (job)   weights cannot be loaded: fails the job
+JobCanceled               (job)   raised inside the engine to stop a job
+========================  ======  =====================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class StickerMakerError(Exception):
+    """Base class. ``status`` is the HTTP status, ``code`` a stable slug."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass
+class FieldError:
+    """One invalid field: a dotted path (``input.width``) and what is wrong."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class InvalidInput(StickerMakerError):
+    status = 400
+    code = "invalid_input"
+
+    def __init__(self, errors: list[FieldError] | str, field: str | None = None) -> None:
+        if isinstance(errors, str):
+            errors = [FieldError(field or "body", errors)]
+        self.errors = errors
+        super().__init__("; ".join(str(e) for e in errors))
+
+
+class AuthenticationError(StickerMakerError):
+    status = 401
+    code = "authentication_error"
+
+
+class PermissionDenied(StickerMakerError):
+    status = 403
+    code = "permission_denied"
+
+
+class NotFound(StickerMakerError):
+    status = 404
+    code = "not_found"
+
+
+class InsufficientCredits(StickerMakerError):
+    status = 406
+    code = "insufficient_credits"
+
+
+class Conflict(StickerMakerError):
+    status = 409
+    code = "conflict"
+
+
+class RateLimited(StickerMakerError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ServiceBusy(StickerMakerError):
+    status = 503
+    code = "service_busy"
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ModelUnavailable(StickerMakerError):
+    """Weights could not be found or loaded. The message names the model and the fix."""
+
+    status = 422
+    code = "model_unavailable"
+
+
+class JobCanceled(StickerMakerError):
+    """Raised from inside a running job when its cancel flag is set."""
+
+    status = 409
+    code = "canceled"

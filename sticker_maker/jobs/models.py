@@ -1,0 +1,102 @@
+"""The job envelope: id, status, input, output, error, logs, progress, metrics, timestamps."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from sticker_maker.params import JobInput
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    """One stored output. ``file`` is the storage name (unguessable)."""
+
+    file: str
+    kind: str  # "image" (opaque, as generated) | "sticker" (transparent cut-out)
+    index: int  # which sample of the batch
+    seed: int
+    width: int
+    height: int
+    content_type: str = "image/png"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "file": self.file,
+            "kind": self.kind,
+            "index": self.index,
+            "seed": self.seed,
+            "width": self.width,
+            "height": self.height,
+            "content_type": self.content_type,
+        }
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    key_id: str
+    kind: str
+    preset: str
+    input: JobInput
+    status: JobStatus
+    output: list[OutputFile] = field(default_factory=list)
+    error: str | None = None
+    logs: str = ""
+    progress_step: int = 0
+    progress_total: int = 0
+    attempt: int = 0
+    worker_id: str | None = None
+    heartbeat_at: float | None = None
+    cancel_requested: bool = False
+    created_at: float = 0.0
+    started_at: float | None = None
+    completed_at: float | None = None
+    predict_time: float | None = None
+
+    @property
+    def queue_time(self) -> float | None:
+        return None if self.started_at is None else self.started_at - self.created_at
+
+    @property
+    def total_time(self) -> float | None:
+        return None if self.completed_at is None else self.completed_at - self.created_at
+
+    @classmethod
+    def from_row(cls, row: Any) -> Job:
+        output = json.loads(row["output"]) if row["output"] else []
+        return cls(
+            id=row["id"],
+            key_id=row["key_id"],
+            kind=row["kind"],
+            preset=row["preset"],
+            input=JobInput.model_validate_json(row["input"]),
+            status=JobStatus(row["status"]),
+            output=[OutputFile(**o) for o in output],
+            error=row["error"],
+            logs=row["logs"] or "",
+            progress_step=row["progress_step"],
+            progress_total=row["progress_total"],
+            attempt=row["attempt"],
+            worker_id=row["worker_id"],
+            heartbeat_at=row["heartbeat_at"],
+            cancel_requested=bool(row["cancel_requested"]),
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            completed_at=row["completed_at"],
+            predict_time=row["predict_time"],
+        )

@@ -1,0 +1,172 @@
+"""Generation parameters: validated once at the edge, resolved against a preset.
+
+Every API (native, sticker-maker-compatible, Segmind-compatible) and the CLI
+turn their request into a :class:`GenerationRequest`; :func:`resolve` fills the
+preset's defaults and draws the seed, giving the :class:`JobInput` that is
+stored with the job and handed to the worker unchanged.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from sticker_maker.errors import FieldError, InvalidInput
+from sticker_maker.presets import Preset, PresetRegistry
+from sticker_maker.schedulers import SCHEDULER_NAMES
+
+MAX_SEED = 2**32 - 1
+MAX_PROMPT = 2000
+MAX_SIDE = 2048
+MIN_SIDE = 64
+
+Side = Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)]
+
+
+class GenerationRequest(BaseModel):
+    """What a client may ask for. ``None`` means "the preset's default"."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    preset: str = "sticker-maker"
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT)
+    negative_prompt: str = Field(default="", max_length=MAX_PROMPT)
+    width: Side | None = None
+    height: Side | None = None
+    steps: int | None = Field(default=None, ge=1, le=100)
+    guidance_scale: float | None = Field(default=None, ge=0.0, le=30.0)
+    scheduler: str | None = None
+    seed: int | None = Field(default=None, ge=-1, le=MAX_SEED)
+    samples: int = Field(default=1, ge=1, le=4)
+    lora_scale: float | None = Field(default=None, ge=0.0, le=4.0)
+    upscale: bool = False
+    upscale_steps: int = Field(default=10, ge=1, le=50)
+
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, value: str | None) -> str | None:
+        if value is not None and value not in SCHEDULER_NAMES:
+            raise ValueError(f"unknown scheduler {value!r}; allowed: {', '.join(SCHEDULER_NAMES)}")
+        return value
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+
+class JobInput(BaseModel):
+    """A fully resolved generation: everything the worker needs, nothing optional."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    preset: str
+    prompt: str
+    negative_prompt: str
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float
+    scheduler: str
+    seed: int
+    samples: int
+    lora_scale: float
+    upscale: bool
+    upscale_steps: int
+
+    def seeds(self) -> list[int]:
+        """Image i of a batch uses ``seed + i`` (wrapping at 2**32)."""
+        return [(self.seed + i) % (MAX_SEED + 1) for i in range(self.samples)]
+
+
+def parse_request(data: Any, prefix: str = "") -> GenerationRequest:
+    """Validate untrusted data into a request, raising :class:`InvalidInput` naming fields."""
+    try:
+        return GenerationRequest.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_from_validation(exc, prefix) from None
+
+
+def invalid_from_validation(exc: ValidationError, prefix: str = "") -> InvalidInput:
+    """Turn pydantic's errors into field errors like ``input.width: must be ≤ 2048``."""
+    return InvalidInput(validation_errors(exc.errors(), prefix))
+
+
+def validation_errors(errors: Any, prefix: str = "") -> list[FieldError]:
+    """pydantic / FastAPI error dicts → :class:`FieldError` list naming each field."""
+    result = []
+    for err in errors:
+        loc = ".".join(str(p) for p in err["loc"] if p != "body")
+        field = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or "body")
+        result.append(FieldError(field, _describe(err)))
+    return result
+
+
+def _describe(err: Any) -> str:
+    kind, ctx, given = err["type"], err.get("ctx") or {}, err.get("input")
+    shown = repr(given) if not isinstance(given, dict | list) else type(given).__name__
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        return f"{shown} is out of range ({_range_text(kind, ctx)})"
+    if kind == "multiple_of":
+        return f"{shown} must be a multiple of {ctx['multiple_of']}"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{shown} is not an integer"
+    if kind in ("float_parsing", "float_type"):
+        return f"{shown} is not a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return f"{shown} is not a boolean (true or false)"
+    if kind == "json_invalid":
+        return "is not valid JSON"
+    if kind in ("dict_type", "model_attributes_type"):
+        return "must be a JSON object"
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known field"
+    if kind == "string_too_long":
+        return f"is longer than {ctx['max_length']} characters"
+    if kind == "string_too_short":
+        return "must not be empty"
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def _range_text(kind: str, ctx: dict[str, Any]) -> str:
+    if kind == "greater_than_equal":
+        return f"must be ≥ {ctx['ge']}"
+    if kind == "less_than_equal":
+        return f"must be ≤ {ctx['le']}"
+    if kind == "greater_than":
+        return f"must be > {ctx['gt']}"
+    return f"must be < {ctx['lt']}"
+
+
+def random_seed() -> int:
+    return secrets.randbelow(MAX_SEED + 1)
+
+
+def resolve(request: GenerationRequest, presets: PresetRegistry) -> JobInput:
+    """Fill the preset's defaults and draw a seed when none (or -1) was given."""
+    preset: Preset = presets.get(request.preset)
+    seed = request.seed if request.seed is not None and request.seed >= 0 else random_seed()
+    return JobInput(
+        preset=preset.name,
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        width=request.width or preset.width,
+        height=request.height or preset.height,
+        steps=request.steps or preset.steps,
+        guidance_scale=(
+            request.guidance_scale if request.guidance_scale is not None else preset.guidance_scale
+        ),
+        scheduler=request.scheduler or preset.scheduler,
+        seed=seed,
+        samples=request.samples,
+        lora_scale=request.lora_scale if request.lora_scale is not None else preset.lora_scale,
+        upscale=request.upscale,
+        upscale_steps=request.upscale_steps,
+    )

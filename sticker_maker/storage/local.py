@@ -1,0 +1,62 @@
+"""Output storage. Names are unguessable (``secrets.token_urlsafe``) so a URL is a capability."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import tempfile
+from pathlib import Path
+from typing import Protocol
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]{16,64}\.(png|webp|jpg|zip|svg)$")
+
+
+def new_file_name(ext: str = "png") -> str:
+    return f"{secrets.token_urlsafe(24)}.{ext}"
+
+
+def valid_name(name: str) -> bool:
+    return bool(_NAME.match(name))
+
+
+class Storage(Protocol):
+    def put(self, name: str, data: bytes) -> None: ...
+    def get(self, name: str) -> bytes: ...
+    def path(self, name: str) -> Path | None: ...
+    def delete(self, name: str) -> None: ...
+
+
+class LocalStorage:
+    """Files in one folder. Writes are atomic (temp file + rename): no half-written output."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, name: str) -> Path:
+        if not valid_name(name):
+            raise FileNotFoundError(name)
+        return self.root / name[:2] / name
+
+    def put(self, name: str, data: bytes) -> None:
+        target = self._path(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get(self, name: str) -> bytes:
+        return self._path(name).read_bytes()
+
+    def path(self, name: str) -> Path | None:
+        p = self._path(name)
+        return p if p.is_file() else None
+
+    def delete(self, name: str) -> None:
+        self._path(name).unlink(missing_ok=True)

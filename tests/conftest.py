@@ -1,0 +1,183 @@
+"""Shared fixtures: tiny real-format models built once per session, isolated state.
+
+Every test runs with ``STICKER_MAKER_HOME`` pointed at a temp folder and the Hub
+offline, so nothing touches the user's state or the network.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STICKER_MAKER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("STICKER_MAKER_PRESETS", raising=False)
+    monkeypatch.delenv("STICKER_MAKER_DATABASE_URL", raising=False)
+
+
+@dataclass(frozen=True)
+class TinyModels:
+    sdxl: Path
+    lora_diffusers: Path
+    lora_kohya: Path
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
+    """A tiny SDXL folder and one LoRA in both key layouts, saved in the real formats."""
+    from tiny_models import build_tiny_lora, build_tiny_sdxl
+
+    root = tmp_path_factory.mktemp("models")
+    sdxl = build_tiny_sdxl(root / "tiny-sdxl")
+    return TinyModels(
+        sdxl=sdxl,
+        lora_diffusers=build_tiny_lora(
+            sdxl, root / "lora-diffusers.safetensors", layout="diffusers"
+        ),
+        lora_kohya=build_tiny_lora(sdxl, root / "lora-kohya.safetensors", layout="kohya"),
+    )
+
+
+def write_presets(path: Path, models: TinyModels, extra: str = "") -> Path:
+    """A presets file that points both built-ins and a 'tiny' preset at the tiny models."""
+    path.write_text(
+        f"""
+[presets.sticker-maker]
+base = "{models.sdxl}"
+lora = "{models.lora_kohya}"
+steps = 4
+width = 64
+height = 64
+
+[presets.Norod78-SDXL-StickerSheet-Lora]
+base = "{models.sdxl}"
+lora = "{models.lora_diffusers}"
+steps = 4
+width = 64
+height = 64
+
+[presets.tiny]
+base = "{models.sdxl}"
+lora = "{models.lora_diffusers}"
+scheduler = "Euler"
+steps = 4
+width = 64
+height = 64
+aliases = ["t"]
+
+[presets.missing-model]
+base = "no-such-owner/no-such-sdxl-model"
+steps = 2
+width = 64
+height = 64
+{extra}
+"""
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def presets_file(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_presets(tmp_path_factory.mktemp("presets") / "presets.toml", tiny_models)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli(*args: str, home: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the real ``sticker-maker`` command (as ``python -m sticker_maker``)."""
+    env = {**os.environ, "STICKER_MAKER_HOME": str(home), "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "sticker_maker", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=check,
+        timeout=300,
+    )
+
+
+@dataclass
+class RunningServer:
+    url: str
+    home: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def new_key(self, credits: float = 1000) -> str:
+        return cli("keys", "create", "--credits", str(credits), home=self.home).stdout.strip()
+
+
+def start_server(home: Path, presets: Path, *extra: str) -> RunningServer:
+    port = free_port()
+    log = home.parent / f"server-{port}.log"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sticker_maker",
+            "serve",
+            "--port",
+            str(port),
+            "--home",
+            str(home),
+            "--presets",
+            str(presets),
+            "--log-level",
+            "warning",
+            *extra,
+        ],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log.read_text()}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return RunningServer(url, home, proc, log)
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"server did not start: {log.read_text()}")
+
+
+def stop_server(server: RunningServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(20)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture(scope="module")
+def server(presets_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A real ``sticker-maker serve`` process on a free port, with its worker."""
+    running = start_server(tmp_path_factory.mktemp("server") / "home", presets_file)
+    yield running
+    stop_server(running)
