@@ -65,7 +65,7 @@ class Database:
         applied = []
         for version, description, step in migrations.MIGRATIONS:
             with self.write() as conn:
-                if version <= migrations.current_version(conn):
+                if version in migrations.applied_versions(conn):
                     continue
                 step(conn)
                 conn.execute(

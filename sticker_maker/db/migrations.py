@@ -1,8 +1,8 @@
 """Schema migrations: an append-only list. Never edit a released step; add a new one.
 
 Each step is ``(version, description, function(connection))``. ``upgrade`` runs
-the steps newer than the database's recorded version, each in its own
-transaction, and records it in ``schema_version``.
+every step not yet recorded in ``schema_version``, in version order, each in
+its own transaction.
 """
 
 from __future__ import annotations
@@ -33,14 +33,12 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
 ]
 
 
-def current_version(conn: Connection) -> int:
+def applied_versions(conn: Connection) -> set[int]:
+    """Versions already applied (a set: a step merged late with a lower number still runs)."""
     schema_version.create(conn, checkfirst=True)
-    value = conn.execute(
-        select(schema_version.c.version).order_by(schema_version.c.version.desc()).limit(1)
-    ).scalar()
-    return int(value or 0)
+    return {int(v) for v in conn.execute(select(schema_version.c.version)).scalars()}
 
 
 def pending(conn: Connection) -> list[tuple[int, str]]:
-    version = current_version(conn)
-    return [(v, d) for v, d, _ in MIGRATIONS if v > version]
+    done = applied_versions(conn)
+    return [(v, d) for v, d, _ in MIGRATIONS if v not in done]
