@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from sticker_maker import __version__
-from sticker_maker.api import errors, files, native, seed_compat
+from sticker_maker.api import errors, files, metrics, native, seed_compat
 from sticker_maker.api.services import Services
 from sticker_maker.config import Settings
 
@@ -17,11 +17,21 @@ log = logging.getLogger("sticker_maker.api")
 
 
 def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
-    """Build the app. With ``run_worker`` the lifespan starts an in-process worker."""
+    """Build the app. With ``run_worker`` the lifespan starts an in-process worker.
+
+    Every process also runs a lease reaper (cheap and idempotent), so jobs of a
+    dead worker return to the queue as long as any API or worker process is up.
+    """
     svc = Services.build(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from sticker_maker.jobs.reaper import Reaper
+
+        reaper = Reaper(
+            svc.jobs, lease_timeout=settings.lease_timeout, max_attempts=settings.max_attempts
+        )
+        reaper.start()
         worker = None
         if run_worker:
             from sticker_maker.worker import Worker
@@ -32,6 +42,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
                 presets_file=str(settings.presets_file) if settings.presets_file else None,
                 cache_size=settings.pipeline_cache_size,
                 poll_interval=settings.poll_interval,
+                heartbeat_interval=settings.heartbeat_interval,
             )
             svc.jobs.on_submit.append(worker.wake)
             worker.start()
@@ -41,6 +52,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         finally:
             if worker is not None:
                 worker.stop()
+            reaper.stop()
             svc.db.dispose()
 
     app = FastAPI(
@@ -55,6 +67,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
     app.include_router(native.router)
     app.include_router(seed_compat.router)
     app.include_router(files.router)
+    app.include_router(metrics.router)
 
     @app.get("/health", tags=["service"], summary="Liveness")
     def health() -> dict[str, str]:

@@ -11,7 +11,7 @@ from sticker_maker.config import Settings
 from sticker_maker.db import Database
 from sticker_maker.jobs import JobStore
 from sticker_maker.presets import PresetRegistry, load_presets
-from sticker_maker.storage import LocalStorage, Storage
+from sticker_maker.storage import Storage, open_storage
 
 
 @dataclass
@@ -26,7 +26,7 @@ class Services:
     @classmethod
     def build(cls, settings: Settings) -> Services:
         settings.ensure_dirs()
-        db = Database(settings.database_url)
+        db = Database(settings.database_url, pool_size=settings.db_pool_size)
         db.upgrade()
         return cls(
             settings=settings,
@@ -34,7 +34,7 @@ class Services:
             presets=load_presets(settings.presets_file),
             jobs=JobStore(db),
             keys=KeyStore(db),
-            storage=LocalStorage(settings.storage_dir),
+            storage=open_storage(settings.storage_url, settings.storage_dir),
         )
 
 

@@ -67,14 +67,38 @@ def serve(
         ),
     ] = None,
     worker: Annotated[
-        bool, typer.Option("--worker/--no-worker", help="Run the in-process GPU/CPU worker.")
+        bool,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Run the in-process GPU/CPU worker. --no-worker: an API-only replica "
+            "(run `sticker-maker worker` on the GPU machines).",
+        ),
     ] = True,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            help="Database URL: sqlite:///PATH or postgresql://USER:PASS@HOST:5432/DB "
+            "(many machines). Default: $STICKER_MAKER_DATABASE_URL, else SQLite under --home.",
+            show_default=False,
+        ),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Where outputs go: a folder, or s3://BUCKET/PREFIX?endpoint=URL "
+            "(credentials from the AWS_* env vars). Default: $STICKER_MAKER_STORAGE, "
+            "else HOME/files.",
+            show_default=False,
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Start the HTTP API (and, by default, an in-process worker).
 
-    All state lives under the home folder: a SQLite database and the output files.
-    The model runs in a worker child process, so a crash cannot take the API down.
+    By default all state lives under the home folder: a SQLite database and the output
+    files. The model runs in a worker child process, so a crash cannot take the API down.
+    For many machines see docs/deploy.md: --database postgresql://…, --storage s3://…,
+    --no-worker on API replicas and `sticker-maker worker` on each GPU.
     """
     import uvicorn
 
@@ -83,11 +107,18 @@ def serve(
     from sticker_maker.errors import StickerMakerError
 
     try:
-        settings = Settings.load(home, presets=presets, public_url=public_url)
+        settings = Settings.load(
+            home, presets=presets, public_url=public_url, database_url=database, storage=storage
+        )
         application = create_app(settings, run_worker=worker)
     except StickerMakerError as exc:
         raise fail(exc.message) from None
-    err.print(f"sticker-maker: home {settings.home}, listening on http://{host}:{port}")
+    where = (
+        f"home {settings.home}"
+        if settings.database_url.startswith("sqlite") and not settings.storage_url
+        else "database and storage as configured"
+    )
+    err.print(f"sticker-maker: {where}, listening on http://{host}:{port}")
     err.print("Create a key with: sticker-maker keys create" + _home_flag(home))
     uvicorn.run(application, host=host, port=port, log_level=log_level)
 
@@ -209,6 +240,9 @@ def _run_locally(job, presets_file: Path | None):  # type: ignore[no-untyped-def
 
 
 def _register_extras() -> None:
+    from sticker_maker.cli import ops_cmds
+
+    ops_cmds.register(app)
     try:
         from sticker_maker.cli import finishing_cmds
     except ImportError:  # pragma: no cover - finishing commands are optional

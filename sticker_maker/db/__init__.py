@@ -1,6 +1,6 @@
 """State: one SQLAlchemy database (SQLite embedded default, PostgreSQL for many machines)."""
 
 from sticker_maker.db.database import Database
-from sticker_maker.db.schema import api_keys, jobs, ledger, metadata
+from sticker_maker.db.schema import api_keys, jobs, ledger, metadata, workers
 
-__all__ = ["Database", "api_keys", "jobs", "ledger", "metadata"]
+__all__ = ["Database", "api_keys", "jobs", "ledger", "metadata", "workers"]

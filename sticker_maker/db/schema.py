@@ -57,6 +57,7 @@ jobs = Table(
     Column("predict_time", Float),
     Index("ix_jobs_status_created", "status", "created_at"),
     Index("ix_jobs_key_created", "key_id", "created_at"),
+    Index("ix_jobs_status_heartbeat", "status", "heartbeat_at"),  # migration 3: the reaper
 )
 
 ledger = Table(
@@ -69,4 +70,21 @@ ledger = Table(
     Column("amount", Float, nullable=False),  # credits; negative = spent
     Column("created_at", Float, nullable=False),
     Index("ix_ledger_key", "key_id"),
+)
+
+# -- migration 3: scale-out --------------------------------------------------------
+
+#: one row per worker process, beaten every heartbeat (metrics and ``/metrics``)
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(64), primary_key=True),  # host-pid-random
+    Column("hostname", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("state", String(16), nullable=False),  # starting | idle | busy | draining
+    Column("job_id", String(36)),  # the job it runs now
+    Column("jobs_done", Integer, nullable=False, server_default="0"),
+    Column("started_at", Float, nullable=False),
+    Column("heartbeat_at", Float, nullable=False),
+    Index("ix_workers_heartbeat", "heartbeat_at"),
 )

@@ -4,6 +4,12 @@ At-least-once: a worker claims a job by moving it to ``running`` in one
 statement (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite serialises writers
 with ``BEGIN IMMEDIATE``). Completion is fenced on ``(id, attempt, running)`` so
 a late worker whose job was handed to another cannot overwrite the retry.
+
+Leases: a running job carries ``heartbeat_at``, refreshed by its worker. When it
+is older than the lease timeout the worker is presumed dead and
+:meth:`JobStore.reap_expired` puts the job back in the queue (or, after
+``max_attempts`` claims, fails it). On PostgreSQL every transaction that queues
+work also sends a NOTIFY on :data:`~sticker_maker.db.database.JOBS_CHANNEL`.
 """
 
 from __future__ import annotations
@@ -12,9 +18,9 @@ import json
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from sqlalchemy import and_, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: F401  (issue 6)
+from sqlalchemy import String, and_, cast, func, insert, or_, select, update
 
 from sticker_maker.db import Database, jobs
 from sticker_maker.errors import NotFound
@@ -22,6 +28,15 @@ from sticker_maker.jobs.models import Job, JobStatus, OutputFile
 from sticker_maker.params import JobInput
 
 QUEUED, RUNNING = JobStatus.QUEUED.value, JobStatus.RUNNING.value
+
+
+@dataclass(frozen=True)
+class Reaped:
+    """What one :meth:`JobStore.reap_expired` pass did."""
+
+    requeued: list[str]
+    failed: list[str]
+    canceled: list[str]
 
 
 class JobStore:
@@ -51,6 +66,7 @@ class JobStore:
         }
         with self.db.write() as conn:
             conn.execute(insert(jobs).values(**values))
+            self.db.notify(conn)
         for callback in self.on_submit:
             callback()
         return Job(
@@ -143,6 +159,90 @@ class JobStore:
         with self.db.write() as conn:
             row = conn.execute(claim).mappings().first()
         return Job.from_row(row) if row else None
+
+    def release(self, job: Job) -> bool:
+        """Hand a running job back to the queue (a worker shutting down). Fenced.
+
+        The attempt is given back too: the job was not at fault, so a rolling
+        restart does not use up its retries. This is safe because the releasing
+        worker writes nothing more for this job after this call.
+        """
+        with self.db.write() as conn:
+            result = conn.execute(
+                update(jobs)
+                .where(self._fenced(job))
+                .values(
+                    status=QUEUED,
+                    attempt=jobs.c.attempt - 1,
+                    worker_id=None,
+                    heartbeat_at=None,
+                    progress_step=0,
+                    logs=jobs.c.logs + "the worker shut down; job handed back to the queue\n",
+                )
+            )
+            if result.rowcount:
+                self.db.notify(conn)
+        for callback in self.on_submit:
+            callback()
+        return result.rowcount == 1
+
+    def reap_expired(self, lease_timeout: float, max_attempts: int) -> Reaped:
+        """Re-queue running jobs whose worker stopped sending heartbeats.
+
+        Idempotent; safe from every process at once. One statement re-queues
+        (attempts left, no cancel asked); the rare rest end through the fenced
+        :meth:`fail` / :meth:`mark_canceled`, so each ends exactly once.
+        """
+        cutoff = time.time() - lease_timeout
+        expired = and_(jobs.c.status == RUNNING, jobs.c.heartbeat_at < cutoff)
+        lost = (
+            "attempt "
+            + cast(jobs.c.attempt, String)
+            + ": the worker stopped sending heartbeats; job re-queued\n"
+        )
+        requeue = (
+            update(jobs)
+            .where(
+                and_(
+                    expired,
+                    jobs.c.attempt < max_attempts,
+                    jobs.c.cancel_requested == False,  # noqa: E712
+                )
+            )
+            .values(
+                status=QUEUED,
+                worker_id=None,
+                heartbeat_at=None,
+                progress_step=0,
+                logs=jobs.c.logs + lost,
+            )
+            .returning(jobs.c.id)
+        )
+        with self.db.write() as conn:
+            requeued = [str(r) for r in conn.execute(requeue).scalars()]
+            if requeued:
+                self.db.notify(conn)
+        if requeued:
+            for callback in self.on_submit:
+                callback()
+        give_up = select(jobs).where(
+            and_(expired, or_(jobs.c.attempt >= max_attempts, jobs.c.cancel_requested == True))  # noqa: E712
+        )
+        with self.db.read() as conn:
+            ending = [Job.from_row(r) for r in conn.execute(give_up).mappings()]
+        failed, canceled = [], []
+        for job in ending:
+            if job.cancel_requested:
+                if self.mark_canceled(job):
+                    canceled.append(job.id)
+            elif self.fail(
+                job,
+                f"the job's worker stopped responding on each of {job.attempt} attempts "
+                f"(no heartbeat for {lease_timeout:g}s); giving up. This usually means the "
+                "worker ran out of memory or its machine went away.",
+            ):
+                failed.append(job.id)
+        return Reaped(requeued, failed, canceled)
 
     def _fenced(self, job: Job):  # type: ignore[no-untyped-def]
         return and_(jobs.c.id == job.id, jobs.c.attempt == job.attempt, jobs.c.status == RUNNING)

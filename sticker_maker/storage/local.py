@@ -6,10 +6,22 @@ import os
 import re
 import secrets
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{16,64}\.(png|webp|jpg|zip|svg)$")
+_TYPES = {
+    "png": "image/png",
+    "webp": "image/webp",
+    "jpg": "image/jpeg",
+    "zip": "application/zip",
+    "svg": "image/svg+xml",
+}
+
+
+def content_type(name: str) -> str:
+    return _TYPES.get(name.rsplit(".", 1)[-1], "application/octet-stream")
 
 
 def new_file_name(ext: str = "png") -> str:
@@ -21,10 +33,14 @@ def valid_name(name: str) -> bool:
 
 
 class Storage(Protocol):
+    """Where outputs live. ``get``/``open`` raise FileNotFoundError for unknown names."""
+
     def put(self, name: str, data: bytes) -> None: ...
     def get(self, name: str) -> bytes: ...
     def path(self, name: str) -> Path | None: ...
     def delete(self, name: str) -> None: ...
+    def open(self, name: str) -> tuple[Iterator[bytes], int]: ...
+    def redirect_url(self, name: str) -> str | None: ...
 
 
 class LocalStorage:
@@ -60,3 +76,17 @@ class LocalStorage:
 
     def delete(self, name: str) -> None:
         self._path(name).unlink(missing_ok=True)
+
+    def open(self, name: str) -> tuple[Iterator[bytes], int]:
+        path = self._path(name)
+        size = path.stat().st_size
+
+        def chunks() -> Iterator[bytes]:
+            with path.open("rb") as fh:
+                while block := fh.read(64 * 1024):
+                    yield block
+
+        return chunks(), size
+
+    def redirect_url(self, name: str) -> str | None:
+        return None

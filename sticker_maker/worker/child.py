@@ -28,7 +28,19 @@ from sticker_maker.errors import JobCanceled, StickerMakerError
 from sticker_maker.params import JobInput
 
 
+def _exit_with_parent() -> None:
+    """Linux: die when the worker process dies, even by SIGKILL (no orphan holding the GPU)."""
+    if sys.platform.startswith("linux"):
+        import contextlib
+        import ctypes
+        import signal
+
+        with contextlib.suppress(OSError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def child_main(conn: Connection, cancel: Event, config: dict[str, Any]) -> None:
+    _exit_with_parent()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from sticker_maker.worker.predictor import Predictor
 

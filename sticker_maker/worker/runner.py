@@ -5,6 +5,14 @@ the foreground of ``sticker-maker worker``. The model itself runs in a child
 process (:mod:`sticker_maker.worker.child`), so a crashed or stuck model never
 takes this process down: the job fails with a clear error and a fresh child is
 started for the next one.
+
+Idle workers sleep until woken: in-process by ``wake()`` (a submit in the same
+``serve``), across machines by PostgreSQL NOTIFY (a listener thread on its own
+connection), and otherwise every ``poll_interval``. While a job runs the worker
+refreshes its lease (``heartbeat_at``) every ``heartbeat_interval``; a worker
+that dies stops refreshing and a reaper re-queues the job. Stopping is
+graceful: no new claims, the running job may finish within ``drain_timeout``,
+else it is handed back to the queue.
 """
 
 from __future__ import annotations
@@ -21,6 +29,15 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from sticker_maker.jobs import Job, JobStore, OutputFile
+from sticker_maker.jobs.workers import WorkerRegistry
+from sticker_maker.metrics import (
+    GPU_SECONDS,
+    HANDED_BACK,
+    HEARTBEATS,
+    JOBS_FINISHED,
+    PREDICT_TIME,
+    QUEUE_WAIT,
+)
 from sticker_maker.storage import Storage, new_file_name
 from sticker_maker.worker.child import child_main
 
@@ -78,20 +95,32 @@ class Worker:
         heartbeat_interval: float = 10.0,
         progress_interval: float = 0.1,
         job_timeout: float = 1800.0,
+        drain_timeout: float = 0.0,
+        listen: bool = True,
         worker_id: str | None = None,
     ) -> None:
         self.store = store
         self.storage = storage
+        self.registry = WorkerRegistry(store.db)
         self.config = {"presets_file": presets_file, "cache_size": cache_size}
         self.poll_interval = poll_interval
         self.heartbeat_interval = heartbeat_interval
         self.progress_interval = progress_interval
         self.job_timeout = job_timeout
+        #: seconds a stopping worker lets its running job finish before handing it back
+        self.drain_timeout = drain_timeout
+        self.listen = listen and store.db.is_postgres
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.jobs_done = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._drain_deadline = float("inf")
+        self._listening = threading.Event()
         self._thread: threading.Thread | None = None
+        self._listener: threading.Thread | None = None
         self._child: _Child | None = None
+        self._current: Job | None = None
+        self._last_beat = 0.0
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -103,11 +132,16 @@ class Worker:
     def wake(self) -> None:
         self._wake.set()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def request_stop(self, drain_timeout: float | None = None) -> None:
+        """Claim nothing more; the running job gets ``drain_timeout`` s, then is handed back."""
+        drain = self.drain_timeout if drain_timeout is None else drain_timeout
+        self._drain_deadline = min(self._drain_deadline, time.monotonic() + drain)
         self._stop.set()
         self._wake.set()
-        if self._child is not None:
-            self._child.cancel.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop now: a running job is handed back to the queue (``serve``'s shutdown)."""
+        self.request_stop(0.0)
         if self._thread is not None:
             self._thread.join(timeout)
         if self._child is not None:
@@ -115,12 +149,32 @@ class Worker:
             self._child = None
 
     def run(self) -> None:
-        """Claim and run jobs until :meth:`stop`."""
-        log.info("worker %s starting", self.worker_id)
+        """Claim and run jobs until :meth:`request_stop` (or :meth:`stop`)."""
+        log.info("worker %s starting (%s)", self.worker_id, self.store.db.backend)
+        with contextlib.suppress(Exception):
+            self.registry.register(self.worker_id)
+        if self.listen:
+            self._listener = threading.Thread(
+                target=self._listen_loop, name="sticker-maker-listen", daemon=True
+            )
+            self._listener.start()
+        try:
+            self._loop()
+        finally:
+            if self._child is not None:
+                self._child.close()
+                self._child = None
+            with contextlib.suppress(Exception):
+                self.registry.remove(self.worker_id)
+            log.info("worker %s stopped after %d job(s)", self.worker_id, self.jobs_done)
+
+    def _loop(self) -> None:
         while not self._stop.is_set():
+            self._maybe_beat("idle")
             child = self._ready_child()
             if child is None:
                 continue
+            self._wake.clear()  # before the claim: a wake-up after it is not lost
             try:
                 job = self.store.claim_next(self.worker_id)
             except Exception:
@@ -128,14 +182,57 @@ class Worker:
                 self._stop.wait(self.poll_interval)
                 continue
             if job is None:
-                self._wake.wait(self.poll_interval)
-                self._wake.clear()
+                self._wake.wait(self._idle_wait())
                 continue
+            QUEUE_WAIT.observe(max(0.0, (job.started_at or job.created_at) - job.created_at))
+            self._current = job
             try:
                 self._run(child, job)
             except Exception as exc:  # never let one job kill the loop
                 log.exception("job %s failed in the worker", job.id)
-                self.store.fail(job, f"internal worker error: {type(exc).__name__}: {exc}")
+                self._end(job, "failed", f"internal worker error: {type(exc).__name__}: {exc}")
+            finally:
+                self._current = None
+                self.jobs_done += 1
+
+    def _idle_wait(self) -> float:
+        # NOTIFY wakes a listening worker at once; the timeout is only a safety net then.
+        return self.poll_interval * 5 if self._listening.is_set() else self.poll_interval
+
+    def _listen_loop(self) -> None:
+        """PostgreSQL: LISTEN on a dedicated connection; every NOTIFY wakes the loop."""
+        while not self._stop.is_set():
+            try:
+                conn = self.store.db.listen()
+            except Exception as exc:
+                log.warning("cannot LISTEN for new jobs (%s); polling meanwhile", exc)
+                self._stop.wait(5.0)
+                continue
+            self._listening.set()
+            self._wake.set()  # anything queued while we were not listening
+            try:
+                while not self._stop.is_set():
+                    for _ in conn.notifies(timeout=1.0, stop_after=1):
+                        self._wake.set()
+            except Exception as exc:
+                log.warning("lost the LISTEN connection (%s); reconnecting", exc)
+            finally:
+                self._listening.clear()
+                with contextlib.suppress(Exception):
+                    conn.close()
+
+    def _maybe_beat(self, state: str) -> None:
+        """Refresh this worker's registry row every heartbeat interval."""
+        now = time.monotonic()
+        if now - self._last_beat < self.heartbeat_interval:
+            return
+        self._last_beat = now
+        job_id = self._current.id if self._current else None
+        try:
+            self.registry.beat(self.worker_id, state, job_id, self.jobs_done)
+            HEARTBEATS.inc()
+        except Exception as exc:
+            log.warning("worker heartbeat failed: %s", exc)
 
     def _ready_child(self) -> _Child | None:
         if self._child is None or not self._child.proc.is_alive():
@@ -153,11 +250,23 @@ class Worker:
 
     # -- one job ----------------------------------------------------------------
 
+    def _lease(self, job: Job, step: int, total: int) -> bool:
+        """Progress + lease heartbeat. False if the job was taken from us."""
+        try:
+            owned = self.store.record_progress(job, step, total)
+        except Exception as exc:  # database away: keep working, the fence decides later
+            log.warning("heartbeat for job %s failed: %s", job.id, exc)
+            return True
+        HEARTBEATS.inc()
+        return owned
+
     def _run(self, child: _Child, job: Job) -> None:
         child.cancel.clear()
         child.conn.send(("predict", job.id, job.input.model_dump_json()))
         started = last_beat = last_progress = last_cancel_check = time.monotonic()
         pending_progress: tuple[int, int] | None = None
+        canceled_by_user = lease_lost = False
+        handing_back_since: float | None = None
         conn: Connection = child.conn
         while True:
             now = time.monotonic()
@@ -165,76 +274,135 @@ class Worker:
                 try:
                     message = conn.recv()
                 except EOFError:
-                    self._crashed(child, job)
+                    self._crashed(child, job, handing_back_since is not None)
                     return
                 kind = message[0]
                 if kind == "progress":
                     pending_progress = (message[1], message[2])
                     final = message[1] >= message[2]
                     if final or now - last_progress >= self.progress_interval:
-                        if not self.store.record_progress(job, *pending_progress):
+                        if not self._lease(job, *pending_progress):
+                            lease_lost = True
                             child.cancel.set()  # the job was taken from us (lease lost)
                         pending_progress, last_progress, last_beat = None, now, now
                 elif kind == "log":
-                    self.store.append_log(job, message[1])
+                    with contextlib.suppress(Exception):
+                        self.store.append_log(job, message[1])
                 elif kind == "done":
                     self._finish(job, message[1], message[2])
                     return
                 elif kind == "canceled":
-                    self.store.mark_canceled(job, message[1])
+                    if handing_back_since is not None and not canceled_by_user and not lease_lost:
+                        self._hand_back(job)
+                    else:
+                        self._end(job, "canceled", None, message[1])
                     return
                 elif kind == "error":
-                    self.store.fail(job, message[1], message[2] or None)
+                    self._end(job, "failed", message[1], message[2] or None)
                     return
                 continue
             if not child.proc.is_alive():
-                self._crashed(child, job)
+                self._crashed(child, job, handing_back_since is not None)
                 return
             if now - last_cancel_check >= 0.25:
                 last_cancel_check = now
-                if self.store.cancel_requested(job) or self._stop.is_set():
-                    child.cancel.set()
+                with contextlib.suppress(Exception):
+                    if self.store.cancel_requested(job):
+                        canceled_by_user = True
+                        child.cancel.set()
+            if handing_back_since is None and self._stop.is_set() and now >= self._drain_deadline:
+                handing_back_since = now
+                child.cancel.set()
+            if handing_back_since is not None and now - handing_back_since > 10.0:
+                child.proc.kill()  # it does not answer the cancel: hand back without it
+                child.proc.join(5)
+                self._child = None
+                self._hand_back(job)
+                return
             if now - last_beat >= self.heartbeat_interval:
                 step, total = pending_progress or (job.progress_step, job.progress_total)
-                if not self.store.record_progress(job, step, total):
+                if not self._lease(job, step, total):
+                    lease_lost = True
                     child.cancel.set()
                 last_beat = now
+            self._maybe_beat("draining" if self._stop.is_set() else "busy")
             if now - started > self.job_timeout:
                 child.proc.kill()
                 child.proc.join(5)
                 self._child = None
-                self.store.fail(
-                    job, f"the job ran longer than {self.job_timeout:.0f}s and was stopped"
+                self._end(
+                    job,
+                    "failed",
+                    f"the job ran longer than {self.job_timeout:.0f}s and was stopped",
                 )
                 return
 
-    def _crashed(self, child: _Child, job: Job) -> None:
+    def _hand_back(self, job: Job) -> None:
+        if self.store.release(job):
+            HANDED_BACK.inc()
+            log.info("job %s handed back to the queue", job.id)
+
+    def _end(
+        self, job: Job, status: str, error: str | None, predict_time: float | None = None
+    ) -> None:
+        """Record a job's end (fenced); count it if this attempt still owned the job."""
+        try:
+            if status == "canceled":
+                owned = self.store.mark_canceled(job, predict_time)
+            else:
+                owned = self.store.fail(job, error or "failed", predict_time)
+        except Exception:
+            log.exception("could not record the end of job %s; its lease will expire", job.id)
+            return
+        if owned:
+            JOBS_FINISHED.labels(status).inc()
+            if predict_time:
+                PREDICT_TIME.observe(predict_time)
+
+    def _crashed(self, child: _Child, job: Job, handing_back: bool) -> None:
         child.proc.join(5)
         code = child.proc.exitcode
         self._child = None
-        self.store.fail(
+        if handing_back:
+            self._hand_back(job)
+            return
+        self._end(
             job,
+            "failed",
             f"the model process exited unexpectedly (exit code {code}) while running this job; "
             "it has been restarted. If this repeats, the model may not fit in memory.",
         )
 
     def _finish(self, job: Job, stickers: list[dict[str, Any]], predict_time: float) -> None:
         outputs: list[OutputFile] = []
-        for index, sticker in enumerate(stickers):
-            for kind, key in (("image", "image_png"), ("sticker", "sticker_png")):
-                name = new_file_name("png")
-                self.storage.put(name, sticker[key])
-                outputs.append(
-                    OutputFile(
-                        file=name,
-                        kind=kind,
-                        index=index,
-                        seed=sticker["seed"],
-                        width=sticker["width"],
-                        height=sticker["height"],
+        try:
+            for index, sticker in enumerate(stickers):
+                for kind, key in (("image", "image_png"), ("sticker", "sticker_png")):
+                    name = new_file_name("png")
+                    self.storage.put(name, sticker[key])
+                    outputs.append(
+                        OutputFile(
+                            file=name,
+                            kind=kind,
+                            index=index,
+                            seed=sticker["seed"],
+                            width=sticker["width"],
+                            height=sticker["height"],
+                        )
                     )
-                )
-        if not self.store.complete(job, outputs, predict_time):
+            owned = self.store.complete(job, outputs, predict_time)
+        except BaseException:
+            self._delete(outputs)
+            raise
+        if owned:
+            JOBS_FINISHED.labels("succeeded").inc()
+            PREDICT_TIME.observe(predict_time)
+            GPU_SECONDS.inc(predict_time)
+        else:
             # Fenced out: another attempt owns this job now. Leave no orphan files.
-            for output in outputs:
+            self._delete(outputs)
+
+    def _delete(self, outputs: list[OutputFile]) -> None:
+        for output in outputs:
+            with contextlib.suppress(Exception):
                 self.storage.delete(output.file)
