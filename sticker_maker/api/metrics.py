@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import func, select
 
+import sticker_maker.metrics  # noqa: F401  (registers this process's metrics)
 from sticker_maker.api.services import Services, services
 from sticker_maker.db import jobs, workers
 from sticker_maker.jobs import JobStatus

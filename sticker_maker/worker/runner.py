@@ -121,6 +121,7 @@ class Worker:
         self._child: _Child | None = None
         self._current: Job | None = None
         self._last_beat = 0.0
+        self._last_state = ""
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -170,10 +171,10 @@ class Worker:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._maybe_beat("idle")
             child = self._ready_child()
             if child is None:
                 continue
+            self._maybe_beat("idle")
             self._wake.clear()  # before the claim: a wake-up after it is not lost
             try:
                 job = self.store.claim_next(self.worker_id)
@@ -182,7 +183,7 @@ class Worker:
                 self._stop.wait(self.poll_interval)
                 continue
             if job is None:
-                self._wake.wait(self._idle_wait())
+                self._idle(self._idle_wait())
                 continue
             QUEUE_WAIT.observe(max(0.0, (job.started_at or job.created_at) - job.created_at))
             self._current = job
@@ -194,6 +195,15 @@ class Worker:
             finally:
                 self._current = None
                 self.jobs_done += 1
+
+    def _idle(self, timeout: float) -> None:
+        """Sleep until woken or ``timeout``, beating the registry meanwhile."""
+        deadline = time.monotonic() + timeout
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or self._wake.wait(min(left, self.heartbeat_interval)):
+                return
+            self._maybe_beat("idle")
 
     def _idle_wait(self) -> float:
         # NOTIFY wakes a listening worker at once; the timeout is only a safety net then.
@@ -224,9 +234,12 @@ class Worker:
     def _maybe_beat(self, state: str) -> None:
         """Refresh this worker's registry row every heartbeat interval."""
         now = time.monotonic()
-        if now - self._last_beat < self.heartbeat_interval:
+        since = now - self._last_beat
+        # a change of state is written soon (but at most twice a second: jobs can be short)
+        due = self.heartbeat_interval if state == self._last_state else 0.5
+        if since < due:
             return
-        self._last_beat = now
+        self._last_beat, self._last_state = now, state
         job_id = self._current.id if self._current else None
         try:
             self.registry.beat(self.worker_id, state, job_id, self.jobs_done)
@@ -300,10 +313,10 @@ class Worker:
                 elif kind == "error":
                     self._end(job, "failed", message[1], message[2] or None)
                     return
-                continue
-            if not child.proc.is_alive():
+            elif not child.proc.is_alive():
                 self._crashed(child, job, handing_back_since is not None)
                 return
+            # periodic checks run whether or not a message came (progress can be continuous)
             if now - last_cancel_check >= 0.25:
                 last_cancel_check = now
                 with contextlib.suppress(Exception):
