@@ -29,11 +29,20 @@ from sticker_maker.params import JobInput
 
 
 def _exit_with_parent() -> None:
-    """Linux: die when the worker process dies, even by SIGKILL (no orphan holding the GPU)."""
+    """Leave stopping to the parent, and die with it.
+
+    Ctrl-C and a SIGTERM sent to the whole process group (a terminal, systemd's default
+    kill mode) are the parent's to handle: it drains or hands back the running job and
+    then stops this process. On Linux this process also dies when the parent dies, even
+    by SIGKILL, so no orphan keeps holding the GPU.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         import contextlib
         import ctypes
-        import signal
 
         with contextlib.suppress(OSError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -55,7 +64,7 @@ def child_main(conn: Connection, cancel: Event, config: dict[str, Any]) -> None:
     while True:
         try:
             message = conn.recv()
-        except (EOFError, KeyboardInterrupt):
+        except (EOFError, OSError):
             return
         if message[0] == "stop":
             return
