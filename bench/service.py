@@ -5,7 +5,7 @@
 Starts ``sticker-maker serve`` on a free port (tiny sticker model, 64x64), submits jobs one
 at a time through the sticker-maker-compatible API and reports the server's own timings:
 total_time (created → completed), predict_time (model work), queue_time (created → started)
-and overhead = total − predict.
+and overhead = total - predict.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from _tiny import tiny_presets  # noqa: E402
+from _tiny import tiny_presets
 
 
 def run(jobs: int = 20, steps: int = 4) -> dict[str, float]:
@@ -34,8 +34,10 @@ def run(jobs: int = 20, steps: int = 4) -> dict[str, float]:
         try:
             key = server.new_key(credits=1e9)
             headers = {"apikey": key}
-            body = {"mid": 3123, "input": {"prompt": "cute cat", "width": 64, "height": 64,
-                                           "steps": steps}}
+            body = {
+                "mid": 3123,
+                "input": {"prompt": "cute cat", "width": 64, "height": 64, "steps": steps},
+            }
             rows = []
             with httpx.Client(base_url=server.url, headers=headers) as client:
                 for i in range(jobs + 1):  # the first job warms the model up; not counted
@@ -48,8 +50,9 @@ def run(jobs: int = 20, steps: int = 4) -> dict[str, float]:
                     assert data["status"] == "succeeded", data
                     native = client.get(f"/v1/jobs/{tid}").json()["metrics"]
                     if i:
-                        rows.append((data["total_time"], data["predict_time"],
-                                     native["queue_time"]))
+                        rows.append(
+                            (data["total_time"], data["predict_time"], native["queue_time"])
+                        )
         finally:
             stop_server(server)
     total = statistics.median(r[0] for r in rows)
