@@ -41,7 +41,9 @@ def check_image(data: bytes, field: str = "image") -> tuple[int, int, str]:
     try:
         with Image.open(io.BytesIO(data)) as image:  # reads the header only
             width, height, fmt = image.width, image.height, image.format or ""
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+    except Image.DecompressionBombError:
+        raise InvalidInput(f"has more than {MAX_IMAGE_PIXELS} pixels", field) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         raise InvalidInput(f"is not an image ({', '.join(IMAGE_FORMATS)})", field) from None
     if fmt not in IMAGE_FORMATS:
         raise InvalidInput(f"is {fmt or 'unknown'}; allowed: {', '.join(IMAGE_FORMATS)}", field)
