@@ -69,8 +69,9 @@ class IdempotencyStore:
                 dialect.insert(idempotency_keys)
                 .values(key_id=key_id, idem_key=idem_key, request_hash=digest, created_at=now)
                 .on_conflict_do_nothing(index_elements=["key_id", "idem_key"])
-            ).rowcount
-            if inserted:
+                .returning(idempotency_keys.c.key_id)
+            ).first()
+            if inserted is not None:
                 return None
             row = conn.execute(select(idempotency_keys).where(*row_key)).mappings().one()
             expired = row["created_at"] < now - self.retention_seconds

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 import pytest
-from accounts.helpers import Client, bearer
 from conftest import write_presets
+
+from accounts.helpers import Client, bearer
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,9 @@ import struct
 import zlib
 
 import pytest
-from accounts.helpers import PNG, Client, bearer
 from PIL import Image
 
+from accounts.helpers import PNG, Client, bearer
 from sticker_maker.bounds import MAX_IMAGE_PIXELS, check_image, image_from_base64
 from sticker_maker.errors import InvalidInput
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from accounts.helpers import Client, bearer
-
 from sticker_maker.accounts.idempotency import request_hash
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from accounts.helpers import Client, bearer
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from accounts.helpers import Client, bearer
 from sticker_maker.cli.main import app as cli_app
 from sticker_maker.db import api_keys
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from accounts.helpers import Client, bearer
 from fastapi import Depends
 
+from accounts.helpers import Client, bearer
 from sticker_maker.accounts import ApiKey
 from sticker_maker.api.auth import current_key
 

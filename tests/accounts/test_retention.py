@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from accounts.helpers import Client, bearer
 from sqlalchemy import func, select, update
 
+from accounts.helpers import Client, bearer
 from sticker_maker.accounts.retention import sweep
 from sticker_maker.db import files, jobs, ledger
 

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from accounts.helpers import Client, bearer
 from sqlalchemy import select
 
+from accounts.helpers import Client, bearer
 from sticker_maker.accounts import webhooks
 from sticker_maker.accounts.webhook_sender import DeliveryRefused, WebhookSender, resolve_checked
 from sticker_maker.db import webhook_deliveries
