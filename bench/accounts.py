@@ -53,6 +53,48 @@ def main() -> None:
                 f"submit with admission {submit:6.0f} req/s ({1000 / submit:.2f} ms) | "
                 f"without {bare:6.0f} req/s ({1000 / bare:.2f} ms)"
             )
+    store_level(args.seconds)
+
+
+def per_call(fn, seconds: float) -> float:
+    """Milliseconds per call of ``fn``, median of five runs."""
+    runs = []
+    for _ in range(5):
+        done, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds / 5:
+            fn()
+            done += 1
+        runs.append((time.perf_counter() - start) * 1000 / done)
+    return sorted(runs)[2]
+
+
+def store_level(seconds: float) -> None:
+    """The database work alone: the rate counter, and a submit with and without admission."""
+    from sticker_maker.accounts.limits import count_request
+    from sticker_maker.api.services import Services
+    from sticker_maker.params import GenerationRequest, resolve
+
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings.load(
+            Path(tmp),
+            requests_per_minute=10**9,
+            submits_per_minute=0,
+            max_active_jobs=0,
+            max_queue_depth=0,
+        )
+        svc = Services.build(settings)
+        new = svc.keys.create(credits=1e12)
+        job = resolve(GenerationRequest(prompt="x", width=64, height=64), svc.presets)
+        counter = per_call(lambda: count_request(svc.db, new.key, settings), seconds)
+        auth = per_call(lambda: svc.keys.authenticate(new.secret), seconds)
+        admitted = per_call(lambda: svc.jobs.submit(new.key.id, job), seconds)
+        svc.jobs.admission = None
+        bare = per_call(lambda: svc.jobs.submit(new.key.id, job), seconds)
+        svc.db.dispose()
+    print(
+        f"store level: authenticate {auth:.3f} ms | rate counter {counter:.3f} ms | "
+        f"submit with admission {admitted:.3f} ms, without {bare:.3f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -19,19 +19,20 @@ charge is logged as a warning: raise ``estimate_step_seconds`` for that hardware
 Exactly once per job: refund and settle are written in the same transaction as
 the fenced state change that ends the job (``JobStore``), and the unique index
 ``(job_id, kind)`` makes a repeat impossible (such an insert is skipped).
+``api_keys.balance`` is the ledger's sum, moved by each row in the row's own
+transaction (:func:`~sticker_maker.accounts.keys.add_to_ledger`), so checking a
+balance costs one indexed read however long the history grows.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from sqlalchemy import Connection, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
-from sticker_maker.accounts.keys import balance_of
-from sticker_maker.db import ledger
+from sticker_maker.accounts.keys import add_to_ledger, balance_of
+from sticker_maker.db import jobs, ledger
 from sticker_maker.errors import InsufficientCredits
 from sticker_maker.params import JobInput
 
@@ -81,7 +82,7 @@ def reserve(conn: Connection, key_id: str, job_id: str, amount: float) -> None:
             f"(an upper estimate of its GPU time x price; unused credits are refunded) "
             f"and the balance is {balance:g}"
         )
-    _insert_once(conn, key_id, job_id, "reserve", -amount)
+    add_to_ledger(conn, key_id, "reserve", -amount, job_id=job_id)
 
 
 def finalize(conn: Connection, job_row: Any) -> None:
@@ -95,7 +96,7 @@ def finalize(conn: Connection, job_row: Any) -> None:
     ).scalar()
     reserved = -float(held) if held is not None else 0.0
     if held is not None:
-        _insert_once(conn, key_id, job_id, "refund", reserved)
+        add_to_ledger(conn, key_id, "refund", reserved, job_id=job_id)
     if job_row["status"] != "succeeded":
         return
     predict_time = float(job_row["predict_time"] or 0.0)
@@ -111,37 +112,18 @@ def finalize(conn: Connection, job_row: Any) -> None:
             reserved,
         )
         charge, note = reserved, note + " (capped at the reservation)"
-    _insert_once(conn, key_id, job_id, "settle", -charge, note)
-
-
-def _insert_once(
-    conn: Connection, key_id: str, job_id: str, kind: str, amount: float, note: str | None = None
-) -> None:
-    """Insert a job's movement unless one of that kind exists (unique index on job_id, kind)."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = (
-        dialect.insert(ledger)
-        .values(
-            key_id=key_id,
-            job_id=job_id,
-            kind=kind,
-            amount=float(amount),
-            created_at=time.time(),
-            note=note,
-        )
-        .on_conflict_do_nothing(index_elements=["job_id", "kind"])
-    )
-    conn.execute(stmt)
+    add_to_ledger(conn, key_id, "settle", -charge, job_id=job_id, note=note)
 
 
 def reserved_now(conn: Connection, key_id: str) -> float:
-    """Credits held by this key's unfinished jobs (reserve rows not yet refunded)."""
-    refunded = select(ledger.c.job_id).where(ledger.c.kind == "refund", ledger.c.key_id == key_id)
+    """Credits held by this key's unfinished jobs (their reserve rows, not yet refunded)."""
     value = conn.execute(
-        select(func.coalesce(func.sum(ledger.c.amount), 0.0)).where(
-            ledger.c.key_id == key_id,
+        select(func.coalesce(func.sum(ledger.c.amount), 0.0))
+        .select_from(ledger.join(jobs, jobs.c.id == ledger.c.job_id))
+        .where(
+            jobs.c.key_id == key_id,
+            jobs.c.status.in_(("queued", "running")),
             ledger.c.kind == "reserve",
-            ledger.c.job_id.not_in(refunded),
         )
     ).scalar()
     return -float(value or 0.0)

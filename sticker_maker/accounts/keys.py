@@ -22,7 +22,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from sticker_maker.db import Database, api_keys, ledger
 from sticker_maker.errors import AuthenticationError, InvalidInput, NotFound
@@ -161,15 +162,7 @@ class KeyStore:
         with self.db.write() as conn:
             conn.execute(insert(api_keys).values(**row))
             if credits:
-                conn.execute(
-                    insert(ledger).values(
-                        key_id=key_id,
-                        kind="grant",
-                        amount=float(credits),
-                        created_at=now,
-                        note="initial grant",
-                    )
-                )
+                add_to_ledger(conn, key_id, "grant", float(credits), note="initial grant")
         return NewKey(key=self.get(key_id), secret=secret)
 
     def authenticate(self, secret: str | None) -> ApiKey:
@@ -208,16 +201,7 @@ class KeyStore:
 
     def list_keys(self, *, include_revoked: bool = False) -> list[tuple[ApiKey, float]]:
         """Every key with its balance, oldest first."""
-        balances = (
-            select(ledger.c.key_id, func.sum(ledger.c.amount).label("balance"))
-            .group_by(ledger.c.key_id)
-            .subquery()
-        )
-        query = (
-            select(api_keys, balances.c.balance)
-            .select_from(api_keys.outerjoin(balances, balances.c.key_id == api_keys.c.id))
-            .order_by(api_keys.c.created_at)
-        )
+        query = select(api_keys).order_by(api_keys.c.created_at)
         if not include_revoked:
             query = query.where(api_keys.c.revoked_at.is_(None))
         with self.db.read() as conn:
@@ -269,15 +253,7 @@ class KeyStore:
                     f"(balance {balance:g})",
                     "credits",
                 )
-            conn.execute(
-                insert(ledger).values(
-                    key_id=key_id,
-                    kind="grant",
-                    amount=float(credits),
-                    created_at=time.time(),
-                    note=note[:200] or None,
-                )
-            )
+            add_to_ledger(conn, key_id, "grant", float(credits), note=note[:200] or None)
             return balance_of(conn, key_id)
 
     def balance(self, key_id: str) -> float:
@@ -285,11 +261,55 @@ class KeyStore:
             return balance_of(conn, key_id)
 
 
-def balance_of(conn: Any, key_id: str, *, lock: bool = False) -> float:
-    """The ledger's sum for a key. ``lock`` takes the key's row lock first (PostgreSQL)."""
-    if lock:
-        conn.execute(select(api_keys.c.id).where(api_keys.c.id == key_id).with_for_update())
+def balance_of(conn: Connection, key_id: str, *, lock: bool = False) -> float:
+    """The key's balance: the sum of its ledger rows, as kept by :func:`add_to_ledger`.
+
+    ``lock`` takes the key's row lock (PostgreSQL; SQLite's write lock already serialises),
+    so a check-then-spend in the same transaction is atomic across processes.
+    """
+    query = select(api_keys.c.balance).where(api_keys.c.id == key_id)
+    value = conn.execute(query.with_for_update() if lock else query).scalar()
+    return float(value or 0.0)
+
+
+def ledger_sum(conn: Connection, key_id: str) -> float:
+    """The balance recomputed from every ledger row (slow; for checks and audits)."""
     value = conn.execute(
         select(func.coalesce(func.sum(ledger.c.amount), 0.0)).where(ledger.c.key_id == key_id)
     ).scalar()
     return float(value or 0.0)
+
+
+def add_to_ledger(
+    conn: Connection,
+    key_id: str,
+    kind: str,
+    amount: float,
+    *,
+    job_id: str | None = None,
+    note: str | None = None,
+) -> bool:
+    """Write one ledger row and move the key's balance by ``amount``, in ``conn``'s transaction.
+
+    The only way credits move. A job's row of a kind that exists already (unique index on
+    ``job_id, kind``) is skipped and False returned: no movement happens twice.
+    """
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(ledger).values(
+        key_id=key_id,
+        job_id=job_id,
+        kind=kind,
+        amount=float(amount),
+        created_at=time.time(),
+        note=note,
+    )
+    if job_id is not None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=["job_id", "kind"])
+    if conn.execute(stmt.returning(ledger.c.id)).first() is None:
+        return False
+    conn.execute(
+        update(api_keys)
+        .where(api_keys.c.id == key_id)
+        .values(balance=api_keys.c.balance + float(amount))
+    )
+    return True

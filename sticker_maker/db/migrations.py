@@ -53,6 +53,13 @@ def add_column(conn: Connection, table: str, name: str, ddl_type: str) -> None:
 
 
 def _0002_accounts(conn: Connection) -> None:
+    add_column(conn, "api_keys", "balance", "FLOAT NOT NULL DEFAULT 0")
+    conn.execute(
+        text(
+            "UPDATE api_keys SET balance = COALESCE("
+            "(SELECT SUM(amount) FROM ledger WHERE ledger.key_id = api_keys.id), 0)"
+        )
+    )
     add_column(conn, "api_keys", "webhook_secret", "VARCHAR(64)")
     add_column(conn, "api_keys", "requests_per_minute", "INTEGER")
     add_column(conn, "api_keys", "submits_per_minute", "INTEGER")

@@ -31,7 +31,9 @@ api_keys = Table(
     Column("created_at", Float, nullable=False),
     Column("last_used_at", Float),
     Column("revoked_at", Float),
-    # migration 2: Standard Webhooks signing secret ("whsec_…") and per-key limit overrides
+    # migration 2: the ledger's sum, kept in step with every ledger row (same transaction);
+    # Standard Webhooks signing secret ("whsec_…"); per-key limit overrides
+    Column("balance", Float, nullable=False, server_default="0"),
     Column("webhook_secret", String(64)),
     Column("requests_per_minute", Integer),  # NULL = the service default
     Column("submits_per_minute", Integer),

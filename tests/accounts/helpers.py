@@ -48,5 +48,16 @@ def _png() -> bytes:
 PNG = _png()
 
 
+def assert_balance_is_ledger_sum(client: Client, secret: str) -> float:
+    """The balance kept on the key equals the sum of its ledger rows."""
+    from sticker_maker.accounts.keys import balance_of, ledger_sum
+
+    key_id = secret.split("_")[1]
+    with client.svc.db.read() as conn:
+        kept, summed = balance_of(conn, key_id), ledger_sum(conn, key_id)
+    assert abs(kept - summed) < 1e-9, (kept, summed)
+    return kept
+
+
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}

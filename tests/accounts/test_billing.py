@@ -7,7 +7,7 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from accounts.helpers import Client, bearer
+from accounts.helpers import Client, assert_balance_is_ledger_sum, bearer
 from sticker_maker.accounts import billing
 from sticker_maker.db import ledger
 from sticker_maker.params import GenerationRequest, resolve
@@ -61,6 +61,7 @@ def test_twenty_jobs_cost_exactly_their_predict_time_times_price(client: Client)
         client.run_next(predict_time=t)
     balance = client.get("/v1/account", headers=bearer(key)).json()["balance"]
     assert balance == pytest.approx(5000 - sum(times), abs=1e-9)
+    assert assert_balance_is_ledger_sum(client, key) == balance
 
 
 def test_failed_and_canceled_jobs_are_refunded_in_full(client: Client) -> None:
@@ -73,6 +74,7 @@ def test_failed_and_canceled_jobs_are_refunded_in_full(client: Client) -> None:
         moves = rows(client, job_id)
         assert "settle" not in moves and moves["refund"] == -moves["reserve"] > 0
     assert client.get("/v1/account", headers=bearer(key)).json()["balance"] == 100
+    assert assert_balance_is_ledger_sum(client, key) == 100
 
 
 def test_settlement_happens_once_even_when_completion_is_retried_or_raced(
@@ -106,6 +108,7 @@ def test_settlement_happens_once_even_when_completion_is_retried_or_raced(
     with client.svc.db.write() as conn:
         billing.finalize(conn, again)
     assert rows(client, job_id)["settle"] == -1.5
+    assert assert_balance_is_ledger_sum(client, key) == pytest.approx(98.5)
 
 
 def test_insufficient_credits_is_406_in_each_envelope(client: Client) -> None:

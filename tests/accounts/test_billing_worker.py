@@ -7,7 +7,7 @@ import time
 import pytest
 from conftest import write_presets
 
-from accounts.helpers import Client, bearer
+from accounts.helpers import Client, assert_balance_is_ledger_sum, bearer
 
 pytestmark = pytest.mark.slow
 
@@ -54,5 +54,6 @@ price_per_second = 0.75
     account = client.get("/v1/account", headers=bearer(key)).json()
     assert account["balance"] == pytest.approx(10_000 - spent, abs=1e-9)
     assert account["reserved"] == 0
+    assert assert_balance_is_ledger_sum(client, key) == account["balance"]
     settles = [u for u in account["usage"] if u["kind"] == "settle"]
     assert len(settles) == JOBS and all("capped" not in u["note"] for u in settles)
