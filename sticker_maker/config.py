@@ -145,13 +145,19 @@ def _convert(name: str, type_name: str, value: Any) -> Any:
     from sticker_maker.errors import InvalidInput
 
     try:
-        if type_name.startswith("tuple"):
+        if type_name.startswith("tuple"):  # CIDR networks
+            import ipaddress
+
             items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(i.strip() for i in items if str(i).strip())
+            networks = tuple(str(i).strip() for i in items if str(i).strip())
+            for net in networks:
+                ipaddress.ip_network(net, strict=False)
+            return networks
         result = int(value) if type_name == "int" else float(value)
     except (TypeError, ValueError):
+        kind = "comma-separated CIDR networks" if type_name.startswith("tuple") else "a number"
         raise InvalidInput(
-            f"setting {name} (env STICKER_MAKER_{name.upper()}) must be a number, got {value!r}",
+            f"setting {name} (env STICKER_MAKER_{name.upper()}) must be {kind}, got {value!r}",
             name,
         ) from None
     if result < 0:

@@ -202,7 +202,7 @@ class JobStore:
         if not wants(job.webhook, "progress"):
             return False
         now = time.monotonic()
-        if now - self._progress_sent.get(job.id, -PROGRESS_EVERY) < PROGRESS_EVERY:
+        if now - self._progress_sent.get(job.id, float("-inf")) < PROGRESS_EVERY:
             return False
         if len(self._progress_sent) > 1000:
             self._progress_sent.clear()

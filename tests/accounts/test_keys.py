@@ -136,3 +136,19 @@ def test_cli_keys_lifecycle(run_cli) -> None:
     assert prefix in out
     code, _, err = run_cli("keys", "revoke", "sm_nothere")
     assert code == 1 and "no API key" in err
+
+
+def test_serve_flags_reach_the_settings(monkeypatch, tmp_path) -> None:
+    import uvicorn
+
+    captured = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: captured.setdefault("app", app))
+    args = ["serve", "--home", str(tmp_path), "--no-worker", "--max-queue-depth", "5"]
+    args += ["--retention", "60", "--max-active-jobs", "2", "--submits-per-minute", "9"]
+    args += ["--requests-per-minute", "99", "--webhook-allow-network", "10.0.0.0/8"]
+    result = CliRunner().invoke(cli_app, [*args, "--webhook-allow-network", "127.0.0.1/32"])
+    assert result.exit_code == 0, result.output
+    s = captured["app"].state.services.settings
+    assert (s.max_queue_depth, s.retention_seconds, s.max_active_jobs) == (5, 60.0, 2)
+    assert (s.submits_per_minute, s.requests_per_minute) == (9, 99)
+    assert s.webhook_allow_networks == ("10.0.0.0/8", "127.0.0.1/32")

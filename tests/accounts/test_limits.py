@@ -97,3 +97,23 @@ def test_segmind_routes_get_the_reset_header(make_client) -> None:
     reset = limited.headers["x-rate-limit-reset-at-utc"]
     assert reset.endswith("Z") and datetime.fromisoformat(reset.replace("Z", "+00:00"))
     assert int(limited.headers["Retry-After"]) >= 1
+
+
+def test_limits_come_from_flags_then_environment_then_defaults(monkeypatch, tmp_path) -> None:
+    from sticker_maker.config import Settings
+    from sticker_maker.errors import InvalidInput
+
+    monkeypatch.setenv("STICKER_MAKER_MAX_QUEUE_DEPTH", "7")
+    monkeypatch.setenv("STICKER_MAKER_WEBHOOK_ALLOW_NETWORKS", "10.0.0.0/8, 127.0.0.1/32")
+    settings = Settings.load(tmp_path, max_active_jobs=3, max_queue_depth=None)
+    assert (settings.max_queue_depth, settings.max_active_jobs) == (7, 3)
+    assert settings.webhook_allow_networks == ("10.0.0.0/8", "127.0.0.1/32")
+    assert Settings.load(tmp_path, max_queue_depth=9).max_queue_depth == 9
+    assert Settings.load(tmp_path).submits_per_minute == 120
+    monkeypatch.setenv("STICKER_MAKER_WEBHOOK_ALLOW_NETWORKS", "10.0.0.0/33")
+    with pytest.raises(InvalidInput, match="CIDR"):
+        Settings.load(tmp_path)
+    monkeypatch.setenv("STICKER_MAKER_REQUESTS_PER_MINUTE", "lots")
+    monkeypatch.delenv("STICKER_MAKER_WEBHOOK_ALLOW_NETWORKS")
+    with pytest.raises(InvalidInput, match="must be a number"):
+        Settings.load(tmp_path)
