@@ -6,10 +6,10 @@
 For each worker count: a fresh database (a new SQLite file, or a new database on
 ``$STICKER_MAKER_TEST_POSTGRES``, default ``postgresql://postgres@127.0.0.1:5432/test``),
 that many ``sticker-maker worker`` processes, started and idle; then ``--jobs`` jobs
-are queued at once (the tiny SDXL built by ``tests/tiny_models.py``, 64×64, 2 steps)
+are queued at once (the tiny SDXL built by ``tests/tiny_models.py``, 64x64, 2 steps)
 and the clock runs from the first submit to the last job's end. It prints jobs/s,
 the median queue wait and the mean predict time (model seconds per job), so the
-queue's own overhead shows: ``1 / jobs_per_s − predict`` per worker.
+queue's own overhead shows: ``1 / jobs_per_s - predict`` per worker.
 
 Workers run with ``OMP_NUM_THREADS=1`` (one core each for torch). On a machine with
 fewer cores than workers, expect the curve to flatten at the core count.
