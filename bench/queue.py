@@ -17,16 +17,22 @@ fewer cores than workers, expect the curve to flatten at the core count.
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
-import statistics
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+# Run as a script, this file's folder comes first on sys.path, where "queue" would be
+# this file instead of the standard library module that torch and others import.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+REPO = _HERE.parent
 for _path in (REPO, REPO / "tests"):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
@@ -34,17 +40,10 @@ for _path in (REPO, REPO / "tests"):
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def _presets(root: Path) -> Path:
-    from conftest import TinyModels, write_presets
-    from tiny_models import build_tiny_lora, build_tiny_sdxl
+def _presets() -> Path:
+    from bench._tiny import tiny_presets  # the tiny models, built once into .cache/bench
 
-    sdxl = build_tiny_sdxl(root / "tiny-sdxl")
-    models = TinyModels(
-        sdxl=sdxl,
-        lora_diffusers=build_tiny_lora(sdxl, root / "lora-d.safetensors", layout="diffusers"),
-        lora_kohya=build_tiny_lora(sdxl, root / "lora-k.safetensors", layout="kohya"),
-    )
-    return write_presets(root / "presets.toml", models)
+    return tiny_presets()
 
 
 def run_once(
@@ -140,7 +139,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
 
     with tempfile.TemporaryDirectory(prefix="sm-bench-queue-") as tmp:
         root = Path(tmp)
-        presets = _presets(root)
+        presets = _presets()
         storage_url, extra_env, s3 = None, {}, None
         if args.storage == "s3":
             from scale.cluster import SeaweedS3

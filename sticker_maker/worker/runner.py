@@ -278,6 +278,9 @@ class Worker:
         child.conn.send(("predict", job.id, job.input.model_dump_json()))
         started = last_beat = last_progress = last_cancel_check = time.monotonic()
         pending_progress: tuple[int, int] | None = None
+        #: log lines wait here and go out together (one write, not one per line)
+        lines: list[str] = []
+        last_log = started
         canceled_by_user = lease_lost = False
         handing_back_since: float | None = None
         conn: Connection = child.conn
@@ -287,9 +290,12 @@ class Worker:
                 try:
                     message = conn.recv()
                 except EOFError:
+                    self._flush_logs(job, lines)
                     self._crashed(child, job, handing_back_since is not None)
                     return
                 kind = message[0]
+                if kind in ("done", "canceled", "error"):
+                    self._flush_logs(job, lines)
                 if kind == "progress":
                     pending_progress = (message[1], message[2])
                     final = message[1] >= message[2]
@@ -299,8 +305,7 @@ class Worker:
                             child.cancel.set()  # the job was taken from us (lease lost)
                         pending_progress, last_progress, last_beat = None, now, now
                 elif kind == "log":
-                    with contextlib.suppress(Exception):
-                        self.store.append_log(job, message[1])
+                    lines.append(message[1])
                 elif kind == "done":
                     self._finish(job, message[1], message[2])
                     return
@@ -314,9 +319,13 @@ class Worker:
                     self._end(job, "failed", message[1], message[2] or None)
                     return
             elif not child.proc.is_alive():
+                self._flush_logs(job, lines)
                 self._crashed(child, job, handing_back_since is not None)
                 return
             # periodic checks run whether or not a message came (progress can be continuous)
+            if lines and now - last_log >= 0.5:
+                self._flush_logs(job, lines)
+                last_log = now
             if now - last_cancel_check >= 0.25:
                 last_cancel_check = now
                 with contextlib.suppress(Exception):
@@ -349,6 +358,12 @@ class Worker:
                     f"the job ran longer than {self.job_timeout:.0f}s and was stopped",
                 )
                 return
+
+    def _flush_logs(self, job: Job, lines: list[str]) -> None:
+        if lines:
+            with contextlib.suppress(Exception):  # logs are best effort
+                self.store.append_log(job, "\n".join(lines))
+            lines.clear()
 
     def _hand_back(self, job: Job) -> None:
         if self.store.release(job):

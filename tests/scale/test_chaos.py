@@ -7,7 +7,8 @@ Jobs go in concurrently through both APIs; a client whose API dies under it
 retries on the other with the same ``Idempotency-Key``. One worker is SIGKILLed
 while it holds a running job (frozen with SIGSTOP first, so the kill surely
 lands mid-job), one API is SIGKILLed and restarted. Every job must end
-succeeded exactly once, with one set of outputs, nothing lost.
+succeeded exactly once, with one set of outputs and one settled ledger entry,
+nothing lost and nothing billed twice.
 
 Run ``pytest -m chaos -s`` to see the figures (jobs, kills, retries, duration).
 """
@@ -31,7 +32,8 @@ from PIL import Image
 from sqlalchemy import select
 
 from scale.cluster import Cluster, Proc, SeaweedS3
-from sticker_maker.db import Database, jobs
+from sticker_maker.accounts import KeyStore
+from sticker_maker.db import Database, jobs, ledger
 from sticker_maker.jobs import Job, JobStatus
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos]
@@ -43,7 +45,11 @@ ENV = {
     "STICKER_MAKER_POLL_INTERVAL": "0.5",
     "STICKER_MAKER_DB_POOL_SIZE": "4",
     "OMP_NUM_THREADS": "1",
+    # one key sends all 300 jobs: lift the per-key caps (0 = none); credits still apply
+    "STICKER_MAKER_SUBMITS_PER_MINUTE": "0",
+    "STICKER_MAKER_MAX_ACTIVE_JOBS": "0",
 }
+GRANT = 1_000_000.0
 
 
 @dataclass
@@ -113,7 +119,8 @@ def run_chaos(cluster: Cluster, n_apis: int, n_workers: int, list_files: Callabl
     try:
         for api in apis:
             cluster.wait_healthy(api)
-        key = cluster.new_key()
+        key = cluster.new_key(GRANT)
+        key_id = KeyStore(db).authenticate(key).id
 
         def idle_workers() -> bool:
             with db.read() as conn:
@@ -141,7 +148,12 @@ def run_chaos(cluster: Cluster, n_apis: int, n_workers: int, list_files: Callabl
                         with lock:
                             submitted[i] = r.json()["id"]
                         return
-                    assert r.status_code in (429, 500, 502, 503), r.text
+                    if r.status_code == 200 and r.headers.get("Idempotent-Replayed"):
+                        with lock:
+                            submitted[i] = r.json()["id"]
+                        return
+                    # 409: the first try of this key is still in flight (or died in flight)
+                    assert r.status_code in (409, 429, 500, 502, 503), r.text
                 except httpx.TransportError:
                     pass
                 with lock:
@@ -208,6 +220,22 @@ def run_chaos(cluster: Cluster, n_apis: int, n_workers: int, list_files: Callabl
         assert referenced <= stored, f"{len(referenced - stored)} outputs missing from storage"
         figures.orphans = len(stored - referenced)
         assert figures.orphans <= 2, "more orphan files than the killed worker could leave"
+
+        # -- billed exactly once: one reserve, one refund, one settle per job -------------
+        with db.read() as conn:
+            entries = conn.execute(select(ledger.c.job_id, ledger.c.kind, ledger.c.amount)).all()
+            prices = dict(conn.execute(select(jobs.c.id, jobs.c.price_per_second)).all())
+        per_job = Counter((job_id, kind) for job_id, kind, _ in entries if job_id)
+        for job in rows:
+            counts = [per_job[(job.id, kind)] for kind in ("reserve", "refund", "settle")]
+            assert counts == [1, 1, 1], (job.id, counts)
+        settled = {job_id: -amount for job_id, kind, amount in entries if kind == "settle"}
+        reserved = {job_id: -amount for job_id, kind, amount in entries if kind == "reserve"}
+        for job in rows:
+            charge = min((job.predict_time or 0.0) * float(prices[job.id] or 0.0), reserved[job.id])
+            assert settled[job.id] == pytest.approx(charge, abs=1e-9)
+        assert KeyStore(db).balance(key_id) == pytest.approx(GRANT - sum(settled.values()))
+        assert len(settled) == JOBS
 
         # -- outputs are served by every API, the restarted one included -----------------
         headers = {"Authorization": f"Bearer {key}"}
