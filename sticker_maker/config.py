@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sticker_maker.engine.options import EngineOptions, pipeline_cache_from_env
+
 ENV_HOME = "STICKER_MAKER_HOME"
 ENV_PRESETS = "STICKER_MAKER_PRESETS"
 ENV_DATABASE = "STICKER_MAKER_DATABASE_URL"
@@ -34,8 +36,11 @@ class Settings:
     storage_dir: Path
     presets_file: Path | None = None
     public_url: str | None = None
-    #: how many loaded base pipelines the engine keeps (least recently used go first)
+    #: how many loaded base pipelines the engine keeps (least recently used go first);
+    #: --pipeline-cache or STICKER_MAKER_PIPELINE_CACHE
     pipeline_cache_size: int = 2
+    #: device, dtype, offload, LoRA fusing, torch.compile (flags or STICKER_MAKER_* vars)
+    engine: EngineOptions = field(default_factory=EngineOptions)
     #: seconds between queue polls when no in-process wake-up arrives
     poll_interval: float = 1.0
     #: seconds after completion before jobs and files are deleted
@@ -50,6 +55,8 @@ class Settings:
         presets: Path | str | None = None,
         database_url: str | None = None,
         public_url: str | None = None,
+        pipeline_cache_size: int | None = None,
+        engine: EngineOptions | None = None,
     ) -> Settings:
         """Flags first, then environment variables, then defaults."""
         home_path = Path(home).expanduser() if home else default_home()
@@ -66,6 +73,8 @@ class Settings:
             storage_dir=home_path / "files",
             presets_file=presets_path,
             public_url=public_url or os.environ.get(ENV_PUBLIC_URL) or None,
+            pipeline_cache_size=pipeline_cache_size or pipeline_cache_from_env() or 2,
+            engine=engine or EngineOptions.from_env(),
         )
 
     def ensure_dirs(self) -> None:

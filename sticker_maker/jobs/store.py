@@ -29,6 +29,9 @@ class JobStore:
         self.db = db
         #: called after a job is queued (the in-process worker's wake-up)
         self.on_submit: list[Callable[[], None]] = []
+        #: called with a running job's id after its cancel was requested (the in-process
+        #: worker stops it at once instead of at its next database poll)
+        self.on_cancel: list[Callable[[str], None]] = []
 
     # -- API side ---------------------------------------------------------------
 
@@ -112,6 +115,9 @@ class JobStore:
                 .where(and_(jobs.c.id == job_id, jobs.c.status == RUNNING))
                 .values(cancel_requested=True)
             )
+        if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):  # it may have just started
+            for callback in self.on_cancel:
+                callback(job.id)
         return self.get(job.id)
 
     # -- worker side ------------------------------------------------------------
