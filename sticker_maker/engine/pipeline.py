@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,6 +151,9 @@ class Engine:
         self.placement = device_mod.choose(self.options)
         self.cache = ModelCache(cache_size, self.placement)
         self._lock = threading.Lock()
+        #: LoRA/VAE loads and LoRA (un)fusing: weight work outside the model cache
+        self._other_loads: dict[str, int] = {}
+        self._other_load_seconds = 0.0
 
     @property
     def cache_size(self) -> int:
@@ -162,8 +166,23 @@ class Engine:
 
     @property
     def load_seconds(self) -> float:
-        """Seconds spent loading weights (kept out of a job's billed predict time)."""
-        return self.cache.load_seconds
+        """Seconds spent loading (and fusing) weights, kept out of a job's billed time."""
+        return self.cache.load_seconds + self._other_load_seconds
+
+    @property
+    def loads(self) -> dict[str, int]:
+        """How many models of each kind were loaded so far (base, refiner, upscaler, ...)."""
+        return {**self.cache.loads, **self._other_loads}
+
+    @contextlib.contextmanager
+    def _weight_work(self, kind: str | None = None) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._other_load_seconds += time.perf_counter() - started
+        if kind is not None:
+            self._other_loads[kind] = self._other_loads.get(kind, 0) + 1
 
     # -- models -----------------------------------------------------------------
 
@@ -195,14 +214,15 @@ class Engine:
         if preset.vae:
             wanted = loaded.vaes.get(preset.vae)
             if wanted is None:
-                wanted = load_vae(preset.vae, preset.name, self.placement)
-                if self.placement.offload == "none":
-                    try:
-                        wanted.to(self.placement.device)
-                    except Exception as exc:
-                        if device_mod.is_out_of_memory(exc):
-                            raise does_not_fit("VAE", preset.vae, self.placement) from exc
-                        raise
+                with self._weight_work("vae"):
+                    wanted = load_vae(preset.vae, preset.name, self.placement)
+                    if self.placement.offload == "none":
+                        try:
+                            wanted.to(self.placement.device)
+                        except Exception as exc:
+                            if device_mod.is_out_of_memory(exc):
+                                raise does_not_fit("VAE", preset.vae, self.placement) from exc
+                            raise
                 loaded.vaes[preset.vae] = wanted
         if pipe.vae is not wanted:
             pipe.vae = wanted
@@ -210,12 +230,19 @@ class Engine:
                 place(pipe, "base model", preset.base, self.placement)  # re-hook offload
 
     def _activate_lora(self, loaded: LoadedBase, preset: Preset, scale: float) -> None:
+        state = loaded.lora
         adapter = None
         if preset.lora and scale != 0:
-            adapter = loaded.lora.ensure_loaded(
-                lora_source(preset.lora, preset.lora_weight_name), preset.name
-            )
-        loaded.lora.activate(adapter, scale)
+            source = lora_source(preset.lora, preset.lora_weight_name)
+            if source.key not in state.adapters:
+                with self._weight_work("lora"):
+                    state.ensure_loaded(source, preset.name)
+            adapter = state.adapters[source.key]
+        if state.fuse:
+            with self._weight_work():  # fusing and unfusing are weight work too
+                state.activate(adapter, scale)
+        else:
+            state.activate(adapter, scale)
 
     def _refiner(self, preset: Preset) -> LoadedRefiner:
         ref = preset.refiner or ""

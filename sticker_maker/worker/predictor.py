@@ -66,12 +66,12 @@ class Predictor:
         log = log or (lambda _line: None)
         preset = self.engine.presets.get(job.preset)
         started = time.perf_counter()
-        loads_before = dict(self.engine.cache.loads)
+        loads_before = self.engine.loads
         load_seconds = self.engine.load_seconds
         images = self.engine.generate(job, on_progress=on_progress, should_cancel=should_cancel)
         loaded = [
             f"{kind} x{count - loads_before.get(kind, 0)}"
-            for kind, count in self.engine.cache.loads.items()
+            for kind, count in self.engine.loads.items()
             if count != loads_before.get(kind, 0)
         ]
         if loaded:

@@ -126,3 +126,12 @@ def test_preset_upscale_keys_are_validated(tmp_path) -> None:  # type: ignore[no
     path.write_text('[presets.x]\nbase = "/m"\nvae = "/v"\nupscale_tile = 256\n')
     preset = load_presets(path).get("x")
     assert (preset.vae, preset.upscale_tile, preset.upscale_padding) == ("/v", 256, 32)
+
+
+def test_serve_rejects_a_bad_engine_flag_before_starting(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from conftest import cli
+
+    result = cli("serve", "--offload", "disk", "--port", "1", home=tmp_path / "h", check=False)
+    assert result.returncode != 0
+    assert "allowed: none, model, sequential" in result.stderr
+    assert "Traceback" not in result.stderr
