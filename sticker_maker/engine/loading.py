@@ -65,9 +65,12 @@ def _hint(kind: str, ref: str, preset: str, key: str, exc: BaseException | None 
             + ("diffusers folder." if key in ("base", "refiner", "vae") else "file.")
             + reason
         )
+    parts = ref.split("/")
+    # A Hub *file* (owner/repo/file.pth) is downloaded as "REPO FILE".
+    what = f"{'/'.join(parts[:2])} {'/'.join(parts[2:])}" if len(parts) > 2 else ref
     return (
         f"{kind} {ref!r} for preset {preset!r} could not be fetched from the Hugging Face Hub. "
-        f"If this machine is offline, download it elsewhere (huggingface-cli download {ref}) "
+        f"If this machine is offline, download it elsewhere (huggingface-cli download {what}) "
         f'and set {key} = "/path/to/it" under [presets.{preset}] in your presets file '
         f"(--presets or STICKER_MAKER_PRESETS).{reason}"
     )

@@ -103,6 +103,9 @@ class JobStore:
     def request_cancel(self, job_id: str, key_id: str | None = None) -> Job:
         """Cancel a queued job at once; flag a running one for the worker to stop."""
         job = self.get(job_id, key_id)
+        if job.status is JobStatus.RUNNING:  # tell an in-process worker before the write
+            for callback in self.on_cancel:
+                callback(job.id)
         now = time.time()
         with self.db.write() as conn:
             conn.execute(
@@ -115,7 +118,7 @@ class JobStore:
                 .where(and_(jobs.c.id == job_id, jobs.c.status == RUNNING))
                 .values(cancel_requested=True)
             )
-        if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):  # it may have just started
+        if job.status is JobStatus.QUEUED:  # it may have been claimed in the meantime
             for callback in self.on_cancel:
                 callback(job.id)
         return self.get(job.id)

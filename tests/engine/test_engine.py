@@ -381,7 +381,7 @@ def test_upscale_without_upscaler_or_refiner_is_rejected(
 def test_upscaler_hub_file_offline_names_the_fix(registry: PresetRegistry, tmp_path: Path) -> None:
     from sticker_maker.engine.loading import upscaler_file
 
-    with pytest.raises(ModelUnavailable, match="huggingface-cli download"):
+    with pytest.raises(ModelUnavailable, match="huggingface-cli download Kim2091/AnimeSharp 4x"):
         upscaler_file("Kim2091/AnimeSharp/4x-AnimeSharp.pth", "sticker-maker")
     with pytest.raises(ModelUnavailable, match=r"owner/repo/file\.pth"):
         upscaler_file("Kim2091/AnimeSharp", "sticker-maker")
