@@ -282,7 +282,7 @@ def _run_locally(job, presets_file: Path | None):  # type: ignore[no-untyped-def
         predictor.setup(str(presets_file) if presets_file else None)
 
         def on_progress(step: int, total: int) -> None:
-            progress.update(task, description="denoising", completed=step, total=total)
+            progress.update(task, description="generating", completed=step, total=total)
 
         return predictor.predict(job, on_progress=on_progress)
 
