@@ -84,7 +84,7 @@ def _reason(exc: BaseException) -> str:
 def does_not_fit(kind: str, ref: str, placement: Placement) -> DoesNotFit:
     return DoesNotFit(
         f"{kind} {ref!r} does not fit in memory{memory_note(placement)}. Keep fewer models "
-        "loaded (serve --pipeline-cache 1 / STICKER_MAKER_PIPELINE_CACHE=1) or move weights "
+        "loaded (serve --pipeline-cache 1 / STICKER_MAKER_PIPELINE_CACHE_SIZE=1) or move weights "
         "to the CPU between uses (serve --offload model / STICKER_MAKER_OFFLOAD=model)."
     )
 

@@ -14,8 +14,10 @@ offload                ``STICKER_MAKER_OFFLOAD``       none, model (enable_model
                                                        sequential (layer by layer; slowest)
 fuse_lora              ``STICKER_MAKER_FUSE_LORA``     auto (on for CUDA), on, off
 compile                ``STICKER_MAKER_COMPILE``       off, on (torch.compile of the UNet)
-pipeline cache         ``STICKER_MAKER_PIPELINE_CACHE``  2 (base pipelines kept loaded)
 =====================  ==============================  ========================================
+
+The model cache size is a service setting (``--pipeline-cache``,
+``STICKER_MAKER_PIPELINE_CACHE_SIZE``; see :mod:`sticker_maker.config`).
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ ENV = {
     "fuse_lora": "STICKER_MAKER_FUSE_LORA",
     "compile": "STICKER_MAKER_COMPILE",
 }
-ENV_PIPELINE_CACHE = "STICKER_MAKER_PIPELINE_CACHE"
 
 DTYPES = ("auto", "float16", "fp16", "bfloat16", "bf16", "float32", "fp32")
 OFFLOAD = ("none", "model", "sequential")
@@ -101,20 +102,3 @@ def _parse_bool(raw: str, var: str) -> bool:
     if raw in _FALSE:
         return False
     raise InvalidInput(f"{var}={raw!r} is not a boolean; use 1 or 0", var)
-
-
-def pipeline_cache_from_env(env: Mapping[str, str] | None = None) -> int | None:
-    """``STICKER_MAKER_PIPELINE_CACHE`` as a positive int (None when unset)."""
-    env = os.environ if env is None else env
-    raw = env.get(ENV_PIPELINE_CACHE)
-    if raw is None or raw.strip() == "":
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise InvalidInput(
-            f"{ENV_PIPELINE_CACHE}={raw!r} must be a whole number ≥ 1", "pipeline_cache"
-        )
-    return value

@@ -9,7 +9,7 @@ import pytest
 
 from sticker_maker.config import Settings
 from sticker_maker.engine import tiles
-from sticker_maker.engine.options import EngineOptions, pipeline_cache_from_env
+from sticker_maker.engine.options import EngineOptions
 from sticker_maker.errors import InvalidInput
 from sticker_maker.presets import load_presets
 
@@ -95,12 +95,8 @@ def test_bad_engine_options_name_the_setting(env: dict[str, str], fragment: str)
         EngineOptions.from_env(env)
 
 
-def test_pipeline_cache_size_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert pipeline_cache_from_env({}) is None
-    assert pipeline_cache_from_env({"STICKER_MAKER_PIPELINE_CACHE": "3"}) == 3
-    with pytest.raises(InvalidInput, match="≥ 1"):
-        pipeline_cache_from_env({"STICKER_MAKER_PIPELINE_CACHE": "0"})
-    monkeypatch.setenv("STICKER_MAKER_PIPELINE_CACHE", "4")
+def test_pipeline_cache_size_and_engine_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STICKER_MAKER_PIPELINE_CACHE_SIZE", "4")
     monkeypatch.setenv("STICKER_MAKER_OFFLOAD", "sequential")
     settings = Settings.load()
     assert settings.pipeline_cache_size == 4 and settings.engine.offload == "sequential"
