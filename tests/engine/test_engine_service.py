@@ -73,7 +73,9 @@ def client(presets: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     home = tmp_path_factory.mktemp("api-home")
     app = create_app(Settings.load(home, presets=presets), run_worker=False)
     with TestClient(app) as c:
-        c.headers["Authorization"] = "Bearer " + app.state.services.keys.create(credits=1_000_000).secret
+        c.headers["Authorization"] = (
+            "Bearer " + app.state.services.keys.create(credits=1_000_000).secret
+        )
         yield c
 
 
