@@ -112,6 +112,14 @@ def worker(
             min=0,
         ),
     ] = 30.0,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="cuda, cuda:N, cpu or mps. Default: $STICKER_MAKER_DEVICE, else cuda if present "
+            "(other engine settings: the STICKER_MAKER_* variables `serve --help` lists).",
+            show_default=False,
+        ),
+    ] = None,
     worker_id: Annotated[
         str | None,
         typer.Option(
@@ -128,6 +136,7 @@ def worker(
     """
     from sticker_maker.config import Settings
     from sticker_maker.db import Database
+    from sticker_maker.engine.options import EngineOptions
     from sticker_maker.errors import StickerMakerError
     from sticker_maker.jobs import JobStore
     from sticker_maker.jobs.reaper import Reaper
@@ -146,6 +155,7 @@ def worker(
             heartbeat_interval=heartbeat_interval,
             lease_timeout=lease_timeout,
             poll_interval=poll_interval,
+            engine=EngineOptions.from_env(device=device),
         )
         settings.ensure_dirs()
         db = Database(settings.database_url, pool_size=min(settings.db_pool_size, 3))
@@ -162,6 +172,7 @@ def worker(
         store_files,
         presets_file=str(settings.presets_file) if settings.presets_file else None,
         cache_size=settings.pipeline_cache_size,
+        engine_options=settings.engine.to_dict(),
         poll_interval=settings.poll_interval,
         heartbeat_interval=settings.heartbeat_interval,
         drain_timeout=drain_timeout,

@@ -91,6 +91,7 @@ class Worker:
         *,
         presets_file: str | None = None,
         cache_size: int = 2,
+        engine_options: dict[str, Any] | None = None,
         poll_interval: float = 1.0,
         heartbeat_interval: float = 10.0,
         progress_interval: float = 0.1,
@@ -102,7 +103,11 @@ class Worker:
         self.store = store
         self.storage = storage
         self.registry = WorkerRegistry(store.db)
-        self.config = {"presets_file": presets_file, "cache_size": cache_size}
+        self.config = {
+            "presets_file": presets_file,
+            "cache_size": cache_size,
+            "engine_options": engine_options,
+        }
         self.poll_interval = poll_interval
         self.heartbeat_interval = heartbeat_interval
         self.progress_interval = progress_interval
@@ -119,7 +124,10 @@ class Worker:
         self._thread: threading.Thread | None = None
         self._listener: threading.Thread | None = None
         self._child: _Child | None = None
-        self._current: Job | None = None
+        #: the running job's id and the last step its model process reported
+        self._current: str | None = None
+        self._latest_step = self._latest_total = 0
+        self._signalled_at: int | None = None
         self._last_beat = 0.0
         self._last_state = ""
 
@@ -132,6 +140,16 @@ class Worker:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def cancel(self, job_id: str) -> None:
+        """Stop ``job_id`` at its next step if this worker is running it (else nothing).
+
+        The API calls this in-process right after flagging the job in the database, so
+        the model process sees the cancel within one step instead of at the next poll.
+        """
+        child = self._child
+        if child is not None and self._current == job_id:
+            self._signal_cancel(child)
 
     def request_stop(self, drain_timeout: float | None = None) -> None:
         """Claim nothing more; the running job gets ``drain_timeout`` s, then is handed back."""
@@ -186,14 +204,12 @@ class Worker:
                 self._idle(self._idle_wait())
                 continue
             QUEUE_WAIT.observe(max(0.0, (job.started_at or job.created_at) - job.created_at))
-            self._current = job
             try:
                 self._run(child, job)
             except Exception as exc:  # never let one job kill the loop
                 log.exception("job %s failed in the worker", job.id)
                 self._end(job, "failed", f"internal worker error: {type(exc).__name__}: {exc}")
             finally:
-                self._current = None
                 self.jobs_done += 1
 
     def _idle(self, timeout: float) -> None:
@@ -240,7 +256,7 @@ class Worker:
         if since < due:
             return
         self._last_beat, self._last_state = now, state
-        job_id = self._current.id if self._current else None
+        job_id = self._current
         try:
             self.registry.beat(self.worker_id, state, job_id, self.jobs_done)
             HEARTBEATS.inc()
@@ -275,6 +291,20 @@ class Worker:
 
     def _run(self, child: _Child, job: Job) -> None:
         child.cancel.clear()
+        self._latest_step, self._latest_total = 0, job.progress_total
+        self._signalled_at = None
+        self._current = job.id
+        try:
+            self._exchange(child, job)
+        finally:
+            self._current = None
+
+    def _signal_cancel(self, child: _Child) -> None:
+        if self._signalled_at is None:
+            self._signalled_at = self._latest_step
+        child.cancel.set()
+
+    def _exchange(self, child: _Child, job: Job) -> None:
         child.conn.send(("predict", job.id, job.input.model_dump_json()))
         started = last_beat = last_progress = last_cancel_check = time.monotonic()
         pending_progress: tuple[int, int] | None = None
@@ -298,6 +328,7 @@ class Worker:
                     self._flush_logs(job, lines)
                 if kind == "progress":
                     pending_progress = (message[1], message[2])
+                    self._latest_step, self._latest_total = message[1], message[2]
                     final = message[1] >= message[2]
                     if final or now - last_progress >= self.progress_interval:
                         if not self._lease(job, *pending_progress):
@@ -310,10 +341,15 @@ class Worker:
                     self._finish(job, message[1], message[2])
                     return
                 elif kind == "canceled":
-                    if handing_back_since is not None and not canceled_by_user and not lease_lost:
+                    if (
+                        handing_back_since is not None
+                        and not lease_lost
+                        and not canceled_by_user
+                        and not self._cancel_asked(job)
+                    ):
                         self._hand_back(job)
                     else:
-                        self._end(job, "canceled", None, message[1])
+                        self._canceled(job, message[1])
                     return
                 elif kind == "error":
                     self._end(job, "failed", message[1], message[2] or None)
@@ -328,10 +364,9 @@ class Worker:
                 last_log = now
             if now - last_cancel_check >= 0.25:
                 last_cancel_check = now
-                with contextlib.suppress(Exception):
-                    if self.store.cancel_requested(job):
-                        canceled_by_user = True
-                        child.cancel.set()
+                if self._cancel_asked(job):
+                    canceled_by_user = True
+                    self._signal_cancel(child)
             if handing_back_since is None and self._stop.is_set() and now >= self._drain_deadline:
                 handing_back_since = now
                 child.cancel.set()
@@ -358,6 +393,25 @@ class Worker:
                     f"the job ran longer than {self.job_timeout:.0f}s and was stopped",
                 )
                 return
+
+    def _cancel_asked(self, job: Job) -> bool:
+        try:
+            return self.store.cancel_requested(job)
+        except Exception:  # database away: keep going, ask again at the next check
+            return False
+
+    def _canceled(self, job: Job, predict_time: float) -> None:
+        """Record where the job stopped, then mark it canceled."""
+        step, total = self._latest_step, self._latest_total
+        with contextlib.suppress(Exception):
+            self.store.record_progress(job, step, total)
+            if self._signalled_at is not None:
+                self.store.append_log(
+                    job,
+                    f"canceled at step {step}/{total} "
+                    f"(the cancel reached the model process at step {self._signalled_at})",
+                )
+        self._end(job, "canceled", None, predict_time)
 
     def _flush_logs(self, job: Job, lines: list[str]) -> None:
         if lines:
