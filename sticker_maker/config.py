@@ -10,10 +10,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sticker_maker.errors import InvalidInput
+
 ENV_HOME = "STICKER_MAKER_HOME"
 ENV_PRESETS = "STICKER_MAKER_PRESETS"
 ENV_DATABASE = "STICKER_MAKER_DATABASE_URL"
 ENV_PUBLIC_URL = "STICKER_MAKER_PUBLIC_URL"
+ENV_SYNC_TIMEOUT = "STICKER_MAKER_SYNC_TIMEOUT"
 
 
 def default_home() -> Path:
@@ -40,6 +43,9 @@ class Settings:
     poll_interval: float = 1.0
     #: seconds after completion before jobs and files are deleted
     retention_seconds: float = 3600.0
+    #: seconds a synchronous request (Segmind ``POST /v1/<model>``) waits for its job;
+    #: below the Segmind client's 30 s read timeout so the client gets an answer
+    sync_timeout: float = 25.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -50,6 +56,7 @@ class Settings:
         presets: Path | str | None = None,
         database_url: str | None = None,
         public_url: str | None = None,
+        sync_timeout: float | None = None,
     ) -> Settings:
         """Flags first, then environment variables, then defaults."""
         home_path = Path(home).expanduser() if home else default_home()
@@ -66,8 +73,22 @@ class Settings:
             storage_dir=home_path / "files",
             presets_file=presets_path,
             public_url=public_url or os.environ.get(ENV_PUBLIC_URL) or None,
+            sync_timeout=sync_timeout if sync_timeout is not None else _env_seconds(),
         )
 
     def ensure_dirs(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         self.storage_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _env_seconds(name: str = ENV_SYNC_TIMEOUT, default: float = 25.0) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise InvalidInput(f"{raw!r} must be a number of seconds between 0 and 3600", name)
+    return value

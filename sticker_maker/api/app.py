@@ -9,8 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from sticker_maker import __version__
-from sticker_maker.api import errors, files, native, seed_compat
+from sticker_maker.api import errors, files, native, seed_compat, segmind
 from sticker_maker.api.services import Services
+from sticker_maker.api.waiting import JobWaiter
 from sticker_maker.config import Settings
 
 log = logging.getLogger("sticker_maker.api")
@@ -47,10 +48,11 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         title="sticker-maker",
         version=__version__,
         description="Text prompt → die-cut stickers. Native job API plus wire-compatible "
-        "sticker-maker (/api/v1) routes.",
+        "sticker-maker (/api/v1) and Segmind (/v1/<model>, /v2) routes.",
         lifespan=lifespan,
     )
     app.state.services = svc
+    app.state.waiter = JobWaiter(svc.jobs)
     errors.install(app)
     app.include_router(native.router)
     app.include_router(seed_compat.router)
@@ -60,4 +62,6 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
+    # Last: the catch-all /v1/<model> and /v2/<model> routes must not shadow the others.
+    app.include_router(segmind.router)
     return app

@@ -4,16 +4,40 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from sticker_maker.accounts import ApiKey
 from sticker_maker.api.auth import current_key
 from sticker_maker.api.render import native_job
 from sticker_maker.api.services import Services, services
+from sticker_maker.errors import InvalidInput
 from sticker_maker.jobs import Job, JobStatus
 from sticker_maker.params import GenerationRequest, resolve
 
 router = APIRouter(tags=["native"])
+
+#: the longest ``Prefer: wait`` (Replicate's bound); plain ``Prefer: wait`` means this
+MAX_WAIT = 60
+
+
+def prefer_wait(header: str | None) -> int | None:
+    """Seconds asked for by ``Prefer: wait=N`` (RFC 7240), or None when not asked."""
+    for preference in (header or "").split(","):
+        token = preference.split(";", 1)[0].strip()
+        name, _, value = token.partition("=")
+        if name.strip().lower() != "wait":
+            continue
+        value = value.strip().strip('"')
+        if not value:
+            return MAX_WAIT
+        if not value.isdigit() or not 1 <= int(value) <= MAX_WAIT:
+            raise InvalidInput(
+                f"wait={value} is not allowed; use wait=N with N from 1 to {MAX_WAIT} seconds",
+                "Prefer",
+            )
+        return int(value)
+    return None
 
 
 def _envelope(request: Request, svc: Services, job: Job) -> dict[str, Any]:
@@ -22,15 +46,29 @@ def _envelope(request: Request, svc: Services, job: Job) -> dict[str, Any]:
 
 
 @router.post("/v1/jobs", status_code=201, summary="Submit a generation job")
-def create_job(
+async def create_job(
     body: GenerationRequest,
     request: Request,
+    response: Response,
+    prefer: str | None = Header(
+        None,
+        description="`wait=N` (1-60, or `wait` alone for 60): answer when the job finishes, "
+        "or with the envelope as it stands after N seconds.",
+    ),
     key: ApiKey = Depends(current_key),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
-    """Queue a job. Poll ``GET /v1/jobs/{id}`` (or its ``urls.get``) until it is terminal."""
-    job = svc.jobs.submit(key.id, resolve(body, svc.presets))
-    return _envelope(request, svc, job)
+    """Queue a job. Poll ``GET /v1/jobs/{id}`` (or its ``urls.get``) until it is terminal,
+    or send ``Prefer: wait=N`` to get the finished job in this response when it takes ≤ N s."""
+    wait = prefer_wait(prefer)
+    job_input = resolve(body, svc.presets)
+    job = await run_in_threadpool(svc.jobs.submit, key.id, job_input)
+    if wait:
+        job = await request.app.state.waiter.wait(
+            job.id, key.id, wait, gone=request.is_disconnected
+        )
+        response.headers["Preference-Applied"] = f"wait={wait}"
+    return await run_in_threadpool(_envelope, request, svc, job)
 
 
 @router.get("/v1/jobs", summary="Your recent jobs")

@@ -29,6 +29,9 @@ class JobStore:
         self.db = db
         #: called after a job is queued (the in-process worker's wake-up)
         self.on_submit: list[Callable[[], None]] = []
+        #: called with the job id after a job reaches a terminal state in this process
+        #: (wakes API requests waiting for it; other processes fall back to polling)
+        self.on_finish: list[Callable[[str], None]] = []
 
     # -- API side ---------------------------------------------------------------
 
@@ -102,16 +105,18 @@ class JobStore:
         job = self.get(job_id, key_id)
         now = time.time()
         with self.db.write() as conn:
-            conn.execute(
+            canceled = conn.execute(
                 update(jobs)
                 .where(and_(jobs.c.id == job_id, jobs.c.status == QUEUED))
                 .values(status=JobStatus.CANCELED.value, completed_at=now, cancel_requested=True)
-            )
+            ).rowcount
             conn.execute(
                 update(jobs)
                 .where(and_(jobs.c.id == job_id, jobs.c.status == RUNNING))
                 .values(cancel_requested=True)
             )
+        if canceled:
+            self._finished(job.id)
         return self.get(job.id)
 
     # -- worker side ------------------------------------------------------------
@@ -193,4 +198,10 @@ class JobStore:
                 .where(self._fenced(job))
                 .values(status=status.value, completed_at=time.time(), **values)
             )
+        if result.rowcount == 1:
+            self._finished(job.id)
         return result.rowcount == 1
+
+    def _finished(self, job_id: str) -> None:
+        for callback in self.on_finish:
+            callback(job_id)
