@@ -181,3 +181,18 @@ def server(presets_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     running = start_server(tmp_path_factory.mktemp("server") / "home", presets_file)
     yield running
     stop_server(running)
+
+
+@pytest.fixture(scope="session")
+def shared_server(
+    presets_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """One real server for the client suites (Segmind client, SDK, CLI client), started once.
+
+    Tests share it by each making their own key; its model process warms up once. Synchronous
+    requests may wait long here: the first one includes that warm-up on a busy machine.
+    """
+    home = tmp_path_factory.mktemp("shared-server") / "home"
+    running = start_server(home, presets_file, "--sync-timeout", "300")
+    yield running
+    stop_server(running)

@@ -52,7 +52,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.services = svc
-    app.state.waiter = JobWaiter(svc.jobs)
+    # an in-process worker wakes waiters directly; without one, read sooner and back off
+    app.state.waiter = JobWaiter(svc.jobs, first_poll=1.0 if run_worker else 0.1)
     errors.install(app)
     app.include_router(native.router)
     app.include_router(seed_compat.router)

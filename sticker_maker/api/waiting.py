@@ -2,10 +2,11 @@
 
 The API process never busy-polls the database. When the worker runs in this
 process (``serve``'s default) the job store calls :meth:`JobWaiter.notify` as a
-job finishes and the waiting request wakes at once. When the worker runs
-elsewhere (``--no-worker`` plus separate workers) nothing in this process hears
-about it, so the wait falls back to reading the job with a backoff: 0.1 s,
-growing to one read per second.
+job finishes and the waiting request wakes at once; a read once a second is the
+safety net for jobs that another process finished. When no worker runs here
+(``serve --no-worker`` beside separate workers) nothing in this process hears
+about a job finishing, so the wait reads the job with a backoff: after 0.1 s,
+then each gap half as long again, up to one read per second.
 """
 
 from __future__ import annotations
@@ -25,10 +26,18 @@ MAX_POLL = 1.0
 
 
 class JobWaiter:
-    """Wake requests waiting on a job: in-process notification, polling as the fallback."""
+    """Wake requests waiting on a job: in-process notification, polling as the fallback.
 
-    def __init__(self, store: JobStore) -> None:
+    ``first_poll``: the first gap between reads (use ``max_poll`` when a worker
+    runs in this process, since its jobs wake the waiter directly).
+    """
+
+    def __init__(
+        self, store: JobStore, *, first_poll: float = FIRST_POLL, max_poll: float = MAX_POLL
+    ) -> None:
         self.store = store
+        self.first_poll = first_poll
+        self.max_poll = max(max_poll, first_poll)
         self._lock = threading.Lock()
         self._waiting: dict[str, list[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
         store.on_finish.append(self.notify)
@@ -61,7 +70,7 @@ class JobWaiter:
             self._waiting.setdefault(job_id, []).append(entry)
         try:
             deadline = loop.time() + max(0.0, timeout)
-            gap = FIRST_POLL
+            gap = self.first_poll
             while True:
                 event.clear()  # before the read: a finish during the read still wakes us
                 job = await run_in_threadpool(self.store.get, job_id, key_id)
@@ -72,7 +81,7 @@ class JobWaiter:
                     return job
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(event.wait(), min(gap, remaining))
-                gap = min(gap * 1.5, MAX_POLL)
+                gap = min(gap * 1.5, self.max_poll)
         finally:
             with self._lock:
                 entries = self._waiting.get(job_id, [])
