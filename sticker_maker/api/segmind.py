@@ -28,7 +28,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from sticker_maker.accounts import ApiKey
@@ -70,6 +70,36 @@ STATUS = {
 }
 
 _BOOL = TypeAdapter(bool)
+
+
+class SegmindParameters(BaseModel):
+    """Parameters with Segmind's names; ranges are a superset of the hosted model's."""
+
+    # For the API docs: requests are parsed by parse_parameters, whose errors use these names.
+
+    prompt: str = Field(description="What to draw.")
+    negative_prompt: str = Field("", description="What to avoid.")
+    scheduler: str | None = Field(None, description="Sampler, e.g. UniPC (preset's default).")
+    num_inference_steps: int | None = Field(None, ge=1, le=100, description="Hosted: 20-100.")
+    guidance_scale: float | None = Field(None, ge=0, le=30, description="Hosted: 0.1-25.")
+    samples: int = Field(1, ge=1, le=4)
+    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 draws a random seed.")
+    img_width: int | None = Field(
+        None, ge=64, le=2048, multiple_of=8, description="Hosted: 512, 768, 1024."
+    )
+    img_height: int | None = Field(
+        None, ge=64, le=2048, multiple_of=8, description="Hosted: 512, 768, 1024."
+    )
+    base64: bool = Field(False, description="Answer with JSON and base64 images, not bytes.")
+    lora_scale: float | None = Field(None, ge=0, le=4, description="LoRA weight (preset's).")
+
+
+_BODY_DOCS = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": SegmindParameters.model_json_schema()}},
+    }
+}
 
 
 # -- pricing --------------------------------------------------------------------
@@ -201,6 +231,7 @@ def _request_job(svc: Services, request_id: str, key: ApiKey) -> Job:
     summary="Run a model synchronously (Segmind v1)",
     response_class=Response,
     responses={200: {"content": {"image/png": {}, "application/json": {}}}},
+    openapi_extra=_BODY_DOCS,
 )
 async def run_sync(
     slug: str,
@@ -316,7 +347,7 @@ def request_result(
     return JSONResponse(body)
 
 
-@router.post("/v2/{slug:path}", summary="Queue a model run (Segmind v2)")
+@router.post("/v2/{slug:path}", summary="Queue a model run (Segmind v2)", openapi_extra=_BODY_DOCS)
 async def submit(
     slug: str,
     request: Request,
