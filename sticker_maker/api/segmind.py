@@ -30,9 +30,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 
 from sticker_maker.accounts import ApiKey
 from sticker_maker.api.auth import current_key
+from sticker_maker.api.errors import NATIVE_PREFIXES
 from sticker_maker.api.render import base_url, file_url, rounded
 from sticker_maker.api.services import Services, services
 from sticker_maker.api.waiting import JobWaiter
@@ -42,6 +44,24 @@ from sticker_maker.params import GenerationRequest, JobInput, resolve, validatio
 from sticker_maker.presets import Preset, PresetRegistry
 
 log = logging.getLogger("sticker_maker.api")
+
+
+class ModelSlug(Convertor[str]):
+    """A model name in the path (``/`` allowed, for aliases like ``fofr/sticker-maker``) that
+    is never one of the native API's paths, so ``/v1/<model>`` cannot shadow them whatever
+    the order routers are included in."""
+
+    _native = "|".join(p.removeprefix("/v1/") for p in NATIVE_PREFIXES)
+    regex = rf"(?!(?:{_native})(?:/|$))[^/]+(?:/[^/]+)*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("segmind_model", ModelSlug())
 
 router = APIRouter(tags=["Segmind compatible"])
 
@@ -227,7 +247,7 @@ def _request_job(svc: Services, request_id: str, key: ApiKey) -> Job:
 
 
 @router.post(
-    "/v1/{slug:path}",
+    "/v1/{slug:segmind_model}",
     summary="Run a model synchronously (Segmind v1)",
     response_class=Response,
     responses={200: {"content": {"image/png": {}, "application/json": {}}}},
@@ -347,7 +367,9 @@ def request_result(
     return JSONResponse(body)
 
 
-@router.post("/v2/{slug:path}", summary="Queue a model run (Segmind v2)", openapi_extra=_BODY_DOCS)
+@router.post(
+    "/v2/{slug:segmind_model}", summary="Queue a model run (Segmind v2)", openapi_extra=_BODY_DOCS
+)
 async def submit(
     slug: str,
     request: Request,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +13,7 @@ from sqlalchemy import update
 
 from sticker_maker.api import create_app
 from sticker_maker.api.errors import api_family
-from sticker_maker.api.segmind import job_cost
+from sticker_maker.api.segmind import ModelSlug, job_cost
 from sticker_maker.config import Settings
 from sticker_maker.db import jobs
 from sticker_maker.jobs import Job, JobStatus
@@ -146,6 +147,21 @@ def test_missing_key_and_unknown_model_use_segmind_envelope(client: TestClient) 
     # native routes keep theirs, and win over the catch-all /v1/<model>
     r = client.post("/v1/jobs", json={"prompt": "x", "preset": "tiny-missing"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_input"
+
+
+def test_model_routes_never_shadow_native_paths(client: TestClient) -> None:
+    pattern = re.compile(f"^{ModelSlug.regex}$")
+    for native in ("jobs", "jobs/1/cancel", "keys", "account", "presets", "stickers/x"):
+        assert not pattern.match(native), native
+    for model in (
+        "stickersheet",
+        "fofr/sticker-maker",
+        "jobsite",
+        "Norod78-SDXL-StickerSheet-Lora",
+    ):
+        assert pattern.match(model), model
+    r = client.post("/v1/presets", json={"prompt": "x"})  # native GET-only path: not a model
+    assert r.status_code == 405
 
 
 def test_api_family_matches_whole_path_segments() -> None:
