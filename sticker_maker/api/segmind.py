@@ -291,6 +291,11 @@ async def run_sync(
         "x-cost": f"{job_cost(job, svc.presets):.4f}",
         "x-remaining-credits": f"{balance:.4f}",
     }
+    return await run_in_threadpool(_sync_answer, svc, job, as_base64, headers)
+
+
+def _sync_answer(svc: Services, job: Job, as_base64: bool, headers: dict[str, str]) -> Response:
+    """The finished job's images (read from storage: off the event loop)."""
     images = _images(job)
     if as_base64:
         body = {
