@@ -34,15 +34,18 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @dataclass(frozen=True)
 class TinyModels:
+    #: random tiny SDXL (draws texture)
     sdxl: Path
     lora_diffusers: Path
     lora_kohya: Path
+    #: same UNet and text encoders, VAE decoder trained to draw a sticker on white
+    sticker_sdxl: Path
 
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
-    """A tiny SDXL folder and one LoRA in both key layouts, saved in the real formats."""
-    from tiny_models import build_tiny_lora, build_tiny_sdxl
+    """Tiny SDXL folders and one LoRA in both key layouts, saved in the real formats."""
+    from tiny_models import build_tiny_lora, build_tiny_sdxl, build_tiny_sticker_sdxl
 
     root = tmp_path_factory.mktemp("models")
     sdxl = build_tiny_sdxl(root / "tiny-sdxl")
@@ -52,29 +55,30 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
             sdxl, root / "lora-diffusers.safetensors", layout="diffusers"
         ),
         lora_kohya=build_tiny_lora(sdxl, root / "lora-kohya.safetensors", layout="kohya"),
+        sticker_sdxl=build_tiny_sticker_sdxl(root / "tiny-sticker-sdxl"),
     )
 
 
 def write_presets(path: Path, models: TinyModels, extra: str = "") -> Path:
-    """A presets file that points both built-ins and a 'tiny' preset at the tiny models."""
+    """A presets file that points both built-ins and a 'tiny' preset at the tiny sticker model."""
     path.write_text(
         f"""
 [presets.sticker-maker]
-base = "{models.sdxl}"
+base = "{models.sticker_sdxl}"
 lora = "{models.lora_kohya}"
 steps = 4
 width = 64
 height = 64
 
 [presets.Norod78-SDXL-StickerSheet-Lora]
-base = "{models.sdxl}"
+base = "{models.sticker_sdxl}"
 lora = "{models.lora_diffusers}"
 steps = 4
 width = 64
 height = 64
 
 [presets.tiny]
-base = "{models.sdxl}"
+base = "{models.sticker_sdxl}"
 lora = "{models.lora_diffusers}"
 scheduler = "Euler"
 steps = 4

@@ -28,6 +28,7 @@ __all__ = [
     "build_tiny_lora",
     "build_tiny_sd15_img2img",
     "build_tiny_sdxl",
+    "build_tiny_sticker_sdxl",
     "diffusers_unet_module_to_kohya",
 ]
 
@@ -590,4 +591,59 @@ def build_tiny_esrgan(
         from safetensors.torch import save_file
 
         save_file(state, str(dest))
+    return dest
+
+
+def _sticker_target(size: int = 64) -> torch.Tensor:
+    """What the trained decoder draws: an orange face with a dark outline on white, in [-1, 1]."""
+    import numpy as np
+    import torch
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (size, size), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    s = size / 64
+    draw.ellipse(
+        (14 * s, 12 * s, 50 * s, 52 * s),
+        fill=(235, 120, 40),
+        outline=(40, 30, 30),
+        width=max(1, round(3 * s)),
+    )
+    for x in (24, 36):
+        draw.ellipse((x * s, 24 * s, (x + 6) * s, 30 * s), fill=(40, 30, 30))
+    array = torch.from_numpy(np.array(image)).permute(2, 0, 1).float()
+    return array / 127.5 - 1
+
+
+def build_tiny_sticker_sdxl(dest: Path, *, train_steps: int = 400) -> Path:
+    """A tiny SDXL whose VAE decoder is trained to draw a sticker on a flat white background.
+
+    The random tiny model draws texture with no subject, so a cut-out of its output is
+    (correctly) all background. End-to-end tests need a real subject: this builder trains the
+    decoder (a few hundred Adam steps on CPU, deterministic) to map any latent of the size the
+    pipeline produces at 64x64 onto a face sticker, with seed-dependent variation, and saves it
+    back into the diffusers folder. Everything else is :func:`build_tiny_sdxl`'s.
+    """
+    import torch
+    from diffusers import AutoencoderKL
+
+    build_tiny_sdxl(dest)
+    vae = AutoencoderKL.from_pretrained(dest / "vae")
+    target = _sticker_target(64)
+    generator = torch.Generator().manual_seed(0)
+    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    optimiser = torch.optim.Adam(params, lr=3e-3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(train_steps):
+            # Decoder inputs the pipeline produces: latents / scaling_factor, std ≈ 35 here.
+            latents = torch.randn(4, 4, 8, 8, generator=generator) * 35
+            loss = ((vae.decode(latents).sample - target) ** 2).mean()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    finally:
+        torch.set_num_threads(threads)
+    vae.save_pretrained(dest / "vae")
     return dest

@@ -1,0 +1,140 @@
+"""Background removal: model-free for flat backdrops, a learned model otherwise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from ._background import estimate_background
+from ._errors import FinishingError, bad_choice
+from ._imageio import ensure_image, from_rgba, has_transparency, rgb_array, rgba_array
+from ._matting import decontaminate, estimate_local_background, segment, soft_edge
+
+METHODS = ("auto", "model", "none")
+
+
+@dataclass
+class CutoutResult:
+    """The outcome of :func:`remove_background`.
+
+    ``image`` is RGBA and has the input's size; ``method_used`` is ``"model-free"``,
+    ``"model"`` or ``"none"``; ``notes`` are human-readable lines on what was decided.
+    """
+
+    image: Image.Image
+    method_used: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _model_free(rgb: np.ndarray) -> tuple[np.ndarray, list[str], bool]:
+    """RGBA array, notes and whether the backdrop looked flat."""
+    model, dist = estimate_background(rgb)
+    fg = segment(dist, model.threshold, model.too_smooth)
+    alpha, colours = soft_edge(rgb, fg, model.surface, model.threshold)
+    return _pack(colours, alpha), list(model.notes), model.flat
+
+
+def _pack(colours: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """RGBA uint8 from colours and float alpha; fully transparent pixels become (0,0,0,0)."""
+    a8 = cv2.convertScaleAbs(alpha, alpha=255.0)
+    rgba = cv2.merge([*cv2.split(colours), a8])
+    return cv2.bitwise_and(rgba, rgba, mask=a8)
+
+
+def _with_model(rgb: np.ndarray, model: object) -> tuple[np.ndarray, str]:
+    from ._model import load_model
+
+    loaded = load_model(model)  # type: ignore[arg-type]
+    alpha = loaded.predict(rgb).astype(np.float32)
+    alpha[alpha < 0.02] = 0.0
+    alpha[alpha > 0.98] = 1.0
+    background = estimate_local_background(rgb, alpha)
+    colours = decontaminate(rgb, alpha, background)
+    return _pack(colours, alpha), loaded.name
+
+
+def remove_background(
+    image: Image.Image,
+    *,
+    method: str = "auto",
+    model: str | Path | object | None = None,
+) -> CutoutResult:
+    """Cut the subject out of ``image``; return an RGBA image of the same size.
+
+    ``method``:
+
+    * ``"auto"`` (default): the model-free remover when the border shows a flat or
+      near-flat backdrop (white, a solid colour, a light noisy gradient); otherwise the
+      configured ``model``; otherwise the model-free remover anyway, with a note. An image
+      that already has transparency is returned as it is.
+    * ``"model"``: always the learned ``model`` (required).
+    * ``"none"``: no removal; the image as RGBA (opaque unless it had transparency).
+
+    ``model`` is a rembg model name (``"birefnet-general"``, ``"isnet-general-use"``...,
+    needs the optional ``rembg`` package), a path to a u2net-style ``.onnx`` file (input
+    1x3xHxW normalised RGB, output a saliency map), or an object with ``name`` and
+    ``predict(rgb) -> alpha``.
+
+    The model-free remover estimates the background from the border (a colour, or a
+    smooth surface for gradients), floods it from the border so regions of background
+    colour enclosed by the subject are kept, gives the outline a soft alpha and removes
+    the background colour from the edge pixels (no halo).
+    """
+    if method not in METHODS:
+        raise bad_choice("method", method, METHODS)
+    img = ensure_image(image)
+    notes: list[str] = []
+
+    if method == "none":
+        rgba = rgba_array(img)
+        if has_transparency(rgba):
+            notes.append("no removal: kept the transparency the image already had")
+        else:
+            notes.append("no removal: the image is returned opaque")
+        return CutoutResult(from_rgba(rgba), "none", notes)
+
+    if method == "model":
+        if model is None:
+            raise FinishingError(
+                "method='model' needs model=...: a rembg model name such as "
+                "'birefnet-general' or a path to a local .onnx file"
+            )
+        rgba, name = _with_model(rgb_array(img), model)
+        notes.append(f"used the learned model {name}")
+        return CutoutResult(from_rgba(rgba), "model", notes)
+
+    # auto
+    if img.mode == "RGB":
+        rgb = np.asarray(img)
+    else:
+        original = rgba_array(img)
+        if (original[..., 3] == 0).any():
+            notes.append("the image already has a transparent background; kept its alpha")
+            return CutoutResult(from_rgba(original), "none", notes)
+        rgb = rgb_array(img)
+    rgba, bg_notes, flat = _model_free(rgb)
+    notes.extend(bg_notes)
+    if flat:
+        notes.append("background is flat; used the model-free remover")
+        return CutoutResult(from_rgba(rgba), "model-free", notes)
+    if model is not None:
+        model_rgba, name = _with_model(rgb, model)
+        notes.append(f"background is not flat; used the learned model {name}")
+        return CutoutResult(from_rgba(model_rgba), "model", notes)
+    notes.append(
+        "background is not flat; no model configured, used the model-free remover "
+        "(results may be rough: configure a model for busy backgrounds)"
+    )
+    return CutoutResult(from_rgba(rgba), "model-free", notes)
+
+
+def cut_out(image: Image.Image) -> Image.Image:
+    """The subject of ``image`` on a transparent background (RGBA, same size).
+
+    Shorthand for ``remove_background(image).image`` with the default ``"auto"`` method.
+    """
+    return remove_background(image).image

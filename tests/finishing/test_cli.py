@@ -1,0 +1,133 @@
+"""``cutout`` and ``split`` commands through a Typer app they are registered on."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import typer
+from PIL import Image
+from typer.testing import CliRunner
+
+from sticker_maker.cli import finishing_cmds
+from sticker_maker.finishing import METHODS, TARGETS, remove_background
+
+from .helpers import REPO, alpha_of
+
+
+@pytest.fixture(scope="module")
+def app() -> typer.Typer:
+    app = typer.Typer()
+    finishing_cmds.register(app)
+    return app
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    arr = np.full((240, 320, 3), (60, 170, 90), np.uint8)
+    cv2.circle(arr, (150, 120), 70, (250, 250, 250), -1, cv2.LINE_AA)
+    cv2.circle(arr, (150, 120), 30, (200, 30, 30), -1, cv2.LINE_AA)
+    path = tmp_path_factory.mktemp("in") / "ball.png"
+    Image.fromarray(arr, "RGB").save(path)
+    return path
+
+
+def _invoke(app: typer.Typer, *args: object) -> tuple[int, str]:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def test_cutout_writes_bordered_rgba(app: typer.Typer, photo: Path, tmp_path: Path) -> None:
+    code, out = _invoke(app, "cutout", photo, "-o", tmp_path / "out", "--shadow", "-v")
+    assert code == 0, out
+    img = Image.open(tmp_path / "out" / "ball.png")
+    assert img.mode == "RGBA"
+    assert img.width < 320 and abs(img.width - img.height) <= 12  # trimmed to the ball
+    assert "model-free" in out and "background" in out
+
+
+def test_cutout_bare_no_trim_matches_remove_background(
+    app: typer.Typer, photo: Path, tmp_path: Path
+) -> None:
+    code, out = _invoke(app, "cutout", photo, "-o", tmp_path, "--border", 0, "--no-trim")
+    assert code == 0, out
+    written = Image.open(tmp_path / "ball.png")
+    expected = remove_background(Image.open(photo)).image
+    assert written.size == (320, 240)
+    assert np.array_equal(alpha_of(written), alpha_of(expected))
+
+
+def test_cutout_exports_beside_the_png(app: typer.Typer, photo: Path, tmp_path: Path) -> None:
+    code, out = _invoke(app, "cutout", photo, "-o", tmp_path, "--export", "whatsapp", "-e", "print")
+    assert code == 0, out
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["ball.cut.svg", "ball.png", "ball.print.png", "ball.whatsapp.webp"]
+    assert Image.open(tmp_path / "ball.whatsapp.webp").size == (512, 512)
+
+
+def test_split_writes_numbered_stickers(app: typer.Typer, tmp_path: Path) -> None:
+    sheet = np.full((300, 600, 3), 255, np.uint8)
+    cv2.circle(sheet, (120, 150), 80, (0, 0, 200), -1)
+    cv2.rectangle(sheet, (350, 60), (540, 240), (200, 0, 0), -1)
+    Image.fromarray(sheet, "RGB").save(tmp_path / "sheet.png")
+    code, out = _invoke(app, "split", tmp_path / "sheet.png", "-o", tmp_path / "parts")
+    assert code == 0, out
+    parts = sorted((tmp_path / "parts").iterdir())
+    assert [p.name for p in parts] == ["sheet_01.png", "sheet_02.png"]
+    first = np.asarray(Image.open(parts[0]))
+    assert first[first.shape[0] // 2, first.shape[1] // 2, 2] > 150  # the blue disc first
+    assert "2 stickers" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--remover", "magic"], "--remover"),
+        (["--border", "-2"], "--border"),
+        (["--export", "snapchat"], "--export"),
+        (["--remover", "model"], "--model"),
+        (["--model", "missing.onnx", "--remover", "model"], "--model"),
+    ],
+)
+def test_bad_values_name_the_option(
+    app: typer.Typer, photo: Path, tmp_path: Path, args: list[str], option: str
+) -> None:
+    code, out = _invoke(app, "cutout", photo, "-o", tmp_path, *args)
+    assert code == 2
+    assert option in out
+    assert "Traceback" not in out
+
+
+def test_missing_image_is_reported(app: typer.Typer, tmp_path: Path) -> None:
+    code, out = _invoke(app, "cutout", tmp_path / "nope.png", "-o", tmp_path)
+    assert code == 2 and "nope.png" in out and "Traceback" not in out
+
+
+def test_help_documents_the_options(app: typer.Typer) -> None:
+    result = CliRunner().invoke(app, ["cutout", "--help"], terminal_width=120)
+    assert result.exit_code == 0
+    for word in ("--remover", "--model", "--border", "--shadow", "--no-trim", "--export"):
+        assert word in result.output
+
+
+def test_choices_mirror_the_library() -> None:
+    assert [m.value for m in finishing_cmds.Remover] == list(METHODS)
+    assert [t.value for t in finishing_cmds.Target] == list(TARGETS)
+
+
+def test_importing_the_commands_is_light() -> None:
+    code = (
+        "import sys\n"
+        "import sticker_maker.cli.finishing_cmds\n"
+        "heavy = [m for m in ('numpy', 'cv2', 'torch', 'sticker_maker.finishing') "
+        "if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
