@@ -1,12 +1,12 @@
 """How long a synchronous request waits beyond its job: Segmind ``POST /v1/<model>``,
 native ``Prefer: wait``, and the Segmind client's submit + poll for comparison.
 
-Starts ``sticker-maker serve`` on tiny random models (built like the tests' ones),
+Starts ``sticker-maker serve`` on the tiny models (``bench/_tiny.py``),
 runs N jobs each way and prints the median and worst overhead: the request's wall
 time minus the job's own ``total_time`` (queue + compute + storing), i.e. the
 time spent noticing that the job had finished and answering.
 
-    PYTHONPATH=. python bench/sync_wait.py [N]
+    python bench/sync_wait.py [N]
 """
 
 from __future__ import annotations
@@ -19,21 +19,19 @@ from pathlib import Path
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from conftest import TinyModels, start_server, stop_server, write_presets  # noqa: E402
-from tiny_models import build_tiny_lora, build_tiny_sdxl  # noqa: E402
+from _tiny import tiny_presets
 
 FAST = {"num_inference_steps": 4, "img_width": 64, "img_height": 64}
 
 
 def main(n: int) -> None:
-    root = Path(tempfile.mkdtemp(prefix="sm-bench-"))
-    sdxl = build_tiny_sdxl(root / "tiny-sdxl")
-    lora = build_tiny_lora(sdxl, root / "lora.safetensors", layout="diffusers")
-    presets = write_presets(root / "presets.toml", TinyModels(sdxl, lora, lora))
-    server = start_server(root / "home", presets)
+    from conftest import start_server, stop_server  # type: ignore[import-not-found]
+
+    presets = tiny_presets()
+    server = start_server(Path(tempfile.mkdtemp(prefix="sm-bench-")) / "home", presets)
     try:
         key = server.new_key()
         h = {"x-api-key": key}
