@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
-from sticker_maker.accounts import ApiKey
+from sticker_maker.accounts import ApiKey, idempotency, webhooks
 from sticker_maker.api.auth import current_key
-from sticker_maker.api.render import native_job
+from sticker_maker.api.render import base_url, native_job
 from sticker_maker.api.services import Services, services
 from sticker_maker.errors import InvalidInput
 from sticker_maker.jobs import Job, JobStatus
@@ -45,9 +47,25 @@ def _envelope(request: Request, svc: Services, job: Job) -> dict[str, Any]:
     return native_job(request, svc, job, position=position)
 
 
+class JobRequest(GenerationRequest):
+    """A native submit: generation parameters plus an optional webhook."""
+
+    webhook: str | None = Field(
+        default=None,
+        max_length=webhooks.MAX_URL,
+        description="http(s) URL to POST signed events to (Standard Webhooks; see README)",
+    )
+    webhook_events_filter: list[Literal["start", "progress", "completed"]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=3,
+        description='events to send; default ["completed"]',
+    )
+
+
 @router.post("/v1/jobs", status_code=201, summary="Submit a generation job")
 async def create_job(
-    body: GenerationRequest,
+    body: JobRequest,
     request: Request,
     response: Response,
     prefer: str | None = Header(
@@ -57,18 +75,72 @@ async def create_job(
     ),
     key: ApiKey = Depends(current_key),
     svc: Services = Depends(services),
-) -> dict[str, Any]:
+    idempotency_key: str | None = Header(
+        default=None,
+        alias="Idempotency-Key",
+        description="Retry-safe submits: the same key and body replays the first response",
+    ),
+) -> Any:
     """Queue a job. Poll ``GET /v1/jobs/{id}`` (or its ``urls.get``) until it is terminal,
-    or send ``Prefer: wait=N`` to get the finished job in this response when it takes ≤ N s."""
+    or send ``Prefer: wait=N`` to get the finished job in this response when it takes ≤ N s.
+
+    Costs credits: the upper estimate is reserved now (406 if the balance is short) and
+    settled to the measured GPU time when the job ends; failed or canceled jobs cost nothing.
+    """
     wait = prefer_wait(prefer)
-    job_input = resolve(body, svc.presets)
-    job = await run_in_threadpool(svc.jobs.submit, key.id, job_input)
-    if wait:
-        job = await request.app.state.waiter.wait(
-            job.id, key.id, wait, gone=request.is_disconnected
-        )
-        response.headers["Preference-Applied"] = f"wait={wait}"
+    submitted = await run_in_threadpool(_submit, body, request, key, svc, idempotency_key)
+    if isinstance(submitted, JSONResponse) or not wait:
+        return submitted  # an idempotent replay answers as the first request did
+    job = await request.app.state.waiter.wait(
+        submitted["id"], key.id, wait, gone=request.is_disconnected
+    )
+    response.headers["Preference-Applied"] = f"wait={wait}"
     return await run_in_threadpool(_envelope, request, svc, job)
+
+
+def _submit(
+    body: JobRequest,
+    request: Request,
+    key: ApiKey,
+    svc: Services,
+    idempotency_key: str | None,
+) -> dict[str, Any] | JSONResponse:
+    """Queue the job (blocking database work): its envelope, or the replay of a first answer."""
+    hook = None
+    if body.webhook is not None:
+        hook = webhooks.config(
+            body.webhook,
+            body.webhook_events_filter,
+            base_url(request, svc),
+            svc.settings.webhook_allow_networks,
+        )
+    job_input = resolve(body, svc.presets)
+    if idempotency_key is None:
+        return _envelope(request, svc, svc.jobs.submit(key.id, job_input, webhook=hook))
+
+    digest = idempotency.request_hash(body.model_dump(mode="json"))
+    replay = svc.idempotency.begin(key.id, idempotency_key, digest)
+    if replay is not None:
+        if replay.body is not None and replay.status is not None:
+            content, status = replay.body, replay.status
+        else:  # the first request made its job but died before answering
+            content, status = _envelope(request, svc, svc.jobs.get(replay.job_id, key.id)), 201
+        return JSONResponse(content, status_code=status, headers={"Idempotent-Replayed": "true"})
+    try:
+        job = svc.jobs.submit(
+            key.id,
+            job_input,
+            webhook=hook,
+            on_created=lambda conn, job_id: svc.idempotency.bind_job(
+                conn, key.id, idempotency_key, job_id
+            ),
+        )
+    except BaseException:
+        svc.idempotency.release(key.id, idempotency_key)
+        raise
+    envelope = _envelope(request, svc, job)
+    svc.idempotency.finish(key.id, idempotency_key, 201, envelope)
+    return envelope
 
 
 @router.get("/v1/jobs", summary="Your recent jobs")

@@ -32,7 +32,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 
-from sticker_maker.accounts import ApiKey
+from sticker_maker.accounts import ApiKey, billing
 from sticker_maker.api.auth import current_key
 from sticker_maker.api.errors import NATIVE_PREFIXES
 from sticker_maker.api.render import base_url, file_url, rounded
@@ -125,18 +125,13 @@ _BODY_DOCS = {
 # -- pricing --------------------------------------------------------------------
 
 
-def job_cost(job: Job, presets: PresetRegistry) -> float:
-    """Credits a finished job costs: predict time x its preset's ``price_per_second``.
+def job_cost(svc: Services, job: Job) -> float:
+    """Credits the job was charged (``x-cost``): its settled predict time x price_per_second.
 
-    The one place the Segmind routes price a job (the ``x-cost`` header); the
-    billing module takes this over when it lands.
+    The one place the Segmind routes price a job; the ledger is the truth (billing).
     """
-    price = (
-        presets.get(job.preset).price_per_second
-        if job.preset in presets
-        else Preset.price_per_second  # preset removed since: the default price
-    )
-    return (job.predict_time or 0.0) * price
+    with svc.db.read() as conn:
+        return billing.charged(conn, job.id)
 
 
 # -- parsing --------------------------------------------------------------------
@@ -283,12 +278,13 @@ async def run_sync(
         )
     if job.status is not JobStatus.SUCCEEDED:
         return _failed(job)
+    cost = await run_in_threadpool(job_cost, svc, job)
     balance = await run_in_threadpool(svc.keys.balance, key.id)
     headers = {
         "x-request-id": job.id,
         "x-generation-time": f"{job.predict_time or 0.0:.3f}",
         "x-seed-value": str(job.input.seed),
-        "x-cost": f"{job_cost(job, svc.presets):.4f}",
+        "x-cost": f"{cost:.4f}",
         "x-remaining-credits": f"{balance:.4f}",
     }
     return await run_in_threadpool(_sync_answer, svc, job, as_base64, headers)
@@ -368,7 +364,7 @@ def request_result(
         body["output"] = shown[0] if len(shown) == 1 else shown
         body["stickers"] = cutouts
         body["seed"] = job.input.seed
-        body["cost"] = round(job_cost(job, svc.presets), 4)
+        body["cost"] = round(job_cost(svc, job), 4)
     return JSONResponse(body)
 
 

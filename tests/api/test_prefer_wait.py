@@ -27,7 +27,7 @@ from sticker_maker.presets import load_presets
 def client(tmp_path: Path) -> Iterator[TestClient]:
     app = create_app(Settings.load(tmp_path / "home"), run_worker=False)
     with TestClient(app) as c:
-        c.headers["x-api-key"] = app.state.services.keys.create(credits=10).secret
+        c.headers["x-api-key"] = app.state.services.keys.create(credits=1000).secret
         yield c
 
 

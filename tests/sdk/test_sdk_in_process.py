@@ -32,7 +32,7 @@ def app(shared_server: RunningServer, presets_file: Path) -> FastAPI:
 
 @pytest.fixture(scope="module")
 def key(app: FastAPI) -> str:
-    return app.state.services.keys.create(credits=100).secret
+    return app.state.services.keys.create(credits=10000).secret
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +130,10 @@ def test_errors_are_typed(client: sm.Client, http: TestClient) -> None:
     }
     with pytest.raises(sm.NotFoundError):
         client.jobs.get("no-such-job")
+    broke = http.app.state.services.keys.create(credits=1).secret  # type: ignore[attr-defined]
+    with pytest.raises(sm.InsufficientCreditsError) as poor:
+        sm.Client("http://testserver", broke, http_client=http).generate("x", preset="tiny")
+    assert poor.value.status_code == 406 and "balance is 1" in poor.value.message
     with pytest.raises(sm.AuthenticationError) as auth:
         sm.Client("http://testserver", "sm_wrong", http_client=http).jobs.list()
     assert auth.value.status_code == 401 and auth.value.code == "authentication_error"

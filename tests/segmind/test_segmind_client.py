@@ -34,8 +34,13 @@ def png(data: bytes) -> Image.Image:
     return Image.open(io.BytesIO(data))
 
 
-def test_run_sync_returns_image_bytes_and_accounting_headers(client: SegmindClient) -> None:
-    r = client.run_sync(SLUG, prompt="cute cat StickerSheet", seed=42, **FAST)
+def test_run_sync_returns_image_bytes_and_accounting_headers(
+    client: SegmindClient, shared_server: RunningServer
+) -> None:
+    fresh = SegmindClient(
+        base_url=client.base_url, api_key=shared_server.new_key(credits=100), timeout=300
+    )
+    r = fresh.run_sync(SLUG, prompt="cute cat StickerSheet", seed=42, **FAST)
     assert r.status_code == 200
     assert r.headers["content-type"] == "image/png"
     image = png(r.content)
@@ -45,9 +50,10 @@ def test_run_sync_returns_image_bytes_and_accounting_headers(client: SegmindClie
     assert headers["x-seed-value"] == "42"
     generation_time = float(headers["x-generation-time"])
     assert generation_time > 0
-    # every built-in preset costs 1 credit per second of predict time
-    assert float(headers["x-cost"]) == pytest.approx(generation_time, abs=0.002)
-    assert float(headers["x-remaining-credits"]) <= 500
+    # every built-in preset costs 1 credit per second of predict time, settled by billing
+    cost = float(headers["x-cost"])
+    assert cost == pytest.approx(generation_time, abs=0.002)
+    assert float(headers["x-remaining-credits"]) == pytest.approx(100 - cost, abs=0.002)
 
     again = client.run_sync(SLUG, prompt="cute cat StickerSheet", seed=42, **FAST)
     assert np.array_equal(np.asarray(png(again.content)), np.asarray(image)), "same seed"

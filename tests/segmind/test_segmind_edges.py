@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 import time
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 from sqlalchemy import update
 
 from sticker_maker.api import create_app
@@ -16,9 +18,8 @@ from sticker_maker.api.errors import api_family
 from sticker_maker.api.segmind import ModelSlug, job_cost
 from sticker_maker.config import Settings
 from sticker_maker.db import jobs
-from sticker_maker.jobs import Job, JobStatus
-from sticker_maker.params import GenerationRequest, resolve
-from sticker_maker.presets import load_presets
+from sticker_maker.jobs import OutputFile
+from sticker_maker.storage import new_file_name
 
 
 @pytest.fixture
@@ -28,7 +29,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     )
     app = create_app(settings, run_worker=False)
     with TestClient(app) as c:
-        c.headers["x-api-key"] = app.state.services.keys.create(credits=10).secret
+        c.headers["x-api-key"] = app.state.services.keys.create(credits=1000).secret
         yield c
 
 
@@ -142,6 +143,9 @@ def test_missing_key_and_unknown_model_use_segmind_envelope(client: TestClient) 
     r = client.post("/v2/no-such-model", json={"prompt": "x"})
     assert r.status_code == 404
     assert r.json()["error"].startswith("model 'no-such-model' not found; available models:")
+    broke = client.app.state.services.keys.create(credits=1).secret
+    r = client.post("/v1/stickersheet", json={"prompt": "x"}, headers={"x-api-key": broke})
+    assert r.status_code == 406 and r.json()["error"].startswith("Insufficient credits")
     r = client.post("/v1/stickersheet", content=b"{nope")
     assert r.status_code == 400 and r.json() == {"error": "body: is not valid JSON"}
     # native routes keep theirs, and win over the catch-all /v1/<model>
@@ -171,10 +175,26 @@ def test_api_family_matches_whole_path_segments() -> None:
     assert api_family("/v2/requests/1") == "segmind"
 
 
-def test_job_cost_is_predict_time_times_price() -> None:
-    presets = load_presets()
-    job_input = resolve(GenerationRequest(prompt="x", preset="stickersheet"), presets)
-    job = Job("id", "key", "generate", job_input.preset, job_input, JobStatus.SUCCEEDED)
-    assert job_cost(job, presets) == 0.0
-    finished = Job(**{**job.__dict__, "predict_time": 2.5})
-    assert job_cost(finished, presets) == pytest.approx(2.5)  # built-ins: 1 credit/s
+def test_cost_and_credits_come_from_the_ledger(client: TestClient) -> None:
+    """``x-cost`` / ``cost`` is what billing settled: predict time x price (1 credit/s)."""
+    svc = client.app.state.services
+    request_id = client.post("/v2/stickersheet", json={"prompt": "x"}).json()["request_id"]
+    assert job_cost(svc, svc.jobs.get(request_id)) == 0.0  # nothing charged while queued
+    job = svc.jobs.claim_next("test-worker")  # play the worker
+    assert job is not None and job.id == request_id
+    name = new_file_name("png")
+    svc.storage.put(name, PNG)
+    svc.jobs.complete(job, [OutputFile(name, "image", 0, job.input.seed, 8, 8)], 2.5)
+    body = client.get(f"/v2/requests/{request_id}").json()
+    assert body["status"] == "COMPLETED" and body["cost"] == 2.5
+    assert body["metrics"]["inference_time"] == 2.5
+    assert svc.keys.balance(client.headers["x-api-key"].split("_")[1]) == 1000 - 2.5
+
+
+def _png() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+PNG = _png()
