@@ -187,6 +187,21 @@ def server(presets_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     stop_server(running)
 
 
+class SharedServer(RunningServer):
+    """A running server whose keys are made directly in its database (no CLI process each)."""
+
+    def new_key(self, credits: float = 1000) -> str:
+        from sticker_maker.accounts import KeyStore
+        from sticker_maker.config import Settings
+        from sticker_maker.db import Database
+
+        db = Database(Settings.load(self.home).database_url)
+        try:
+            return KeyStore(db).create(credits=credits).secret
+        finally:
+            db.dispose()
+
+
 @pytest.fixture(scope="session")
 def shared_server(
     presets_file: Path, tmp_path_factory: pytest.TempPathFactory
@@ -197,6 +212,7 @@ def shared_server(
     requests may wait long here: the first one includes that warm-up on a busy machine.
     """
     home = tmp_path_factory.mktemp("shared-server") / "home"
-    running = start_server(home, presets_file, "--sync-timeout", "300")
+    started = start_server(home, presets_file, "--sync-timeout", "300")
+    running = SharedServer(started.url, started.home, started.process, started.log)
     yield running
     stop_server(running)
