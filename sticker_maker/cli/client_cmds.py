@@ -115,7 +115,12 @@ def _wait_with_progress(job: Job) -> None:
                 progress.update(task, description=text)
             elif current.status == "running":
                 step, total = current.progress.step, current.progress.total
-                text = "loading model" if step == 0 else f"step {step}/{total}"
+                if step == 0:
+                    text = "loading model"
+                elif total and step >= total:
+                    text = "finishing (cut-out)"
+                else:
+                    text = f"step {step}/{total}"
                 progress.update(task, description=text, completed=step, total=total or None)
             else:
                 progress.update(
