@@ -41,6 +41,9 @@ class JobStore:
         #: called with the job id after a job reaches a terminal state in this process
         #: (wakes API requests waiting for it; other processes fall back to polling)
         self.on_finish: list[Callable[[str], None]] = []
+        #: called with a running job's id after its cancel was requested (the in-process
+        #: worker stops it at once instead of at its next database poll)
+        self.on_cancel: list[Callable[[str], None]] = []
         self.admission: Admission | None = None
         self._progress_sent: dict[str, float] = {}  # job id → when its last progress event went
 
@@ -131,6 +134,9 @@ class JobStore:
     def request_cancel(self, job_id: str, key_id: str | None = None) -> Job:
         """Cancel a queued job at once; flag a running one for the worker to stop."""
         job = self.get(job_id, key_id)
+        if job.status is JobStatus.RUNNING:  # tell an in-process worker before the write
+            for callback in self.on_cancel:
+                callback(job.id)
         now = time.time()
         with self.db.write() as conn:
             canceled = (
@@ -154,6 +160,9 @@ class JobStore:
             )
         if canceled is not None:
             self._finished(job.id)
+        if job.status is JobStatus.QUEUED:  # it may have been claimed in the meantime
+            for callback in self.on_cancel:
+                callback(job.id)
         return self.get(job.id)
 
     # -- worker side ------------------------------------------------------------
