@@ -47,6 +47,9 @@ class Settings:
     poll_interval: float = 1.0
     #: seconds after completion before jobs, their inputs and files are deleted
     retention_seconds: float = 3600.0
+    #: seconds a synchronous request (Segmind ``POST /v1/<model>``) waits for its job;
+    #: below the Segmind client's 30 s read timeout so the client gets an answer
+    sync_timeout: float = 25.0
     extra: dict[str, str] = field(default_factory=dict)
     # -- accounts and protection (each also STICKER_MAKER_<NAME>, e.g. _MAX_QUEUE_DEPTH) --
     #: seconds between retention sweeps (deleting expired jobs, files, idempotency keys)
@@ -143,6 +146,7 @@ TUNABLE = (
     "webhook_timeout",
     "webhook_max_attempts",
     "webhook_backoff",
+    "sync_timeout",
     "lease_timeout",
     "heartbeat_interval",
     "max_attempts",

@@ -144,3 +144,11 @@ def usage(conn: Connection, key_id: str, *, limit: int = 50) -> list[dict[str, A
         }
         for r in rows
     ]
+
+
+def charged(conn: Connection, job_id: str) -> float:
+    """Credits a job was charged: its ``settle`` row (0 until it succeeds, and if it fails)."""
+    value = conn.execute(
+        select(ledger.c.amount).where(ledger.c.job_id == job_id, ledger.c.kind == "settle")
+    ).scalar()
+    return -float(value) if value is not None else 0.0

@@ -9,9 +9,19 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from sticker_maker import __version__
-from sticker_maker.api import account, admin, errors, files, metrics, native, seed_compat
+from sticker_maker.api import (
+    account,
+    admin,
+    errors,
+    files,
+    metrics,
+    native,
+    seed_compat,
+    segmind,
+)
 from sticker_maker.api.body_limit import BodyLimit
 from sticker_maker.api.services import Services
+from sticker_maker.api.waiting import JobWaiter
 from sticker_maker.config import Settings
 
 log = logging.getLogger("sticker_maker.api")
@@ -63,10 +73,12 @@ def create_app(
         title="sticker-maker",
         version=__version__,
         description="Text prompt → die-cut stickers. Native job API plus wire-compatible "
-        "sticker-maker (/api/v1) routes.",
+        "sticker-maker (/api/v1) and Segmind (/v1/<model>, /v2) routes.",
         lifespan=lifespan,
     )
     app.state.services = svc
+    # an in-process worker wakes waiters directly; without one, read sooner and back off
+    app.state.waiter = JobWaiter(svc.jobs, first_poll=1.0 if run_worker else 0.1)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.include_router(native.router)
@@ -80,6 +92,8 @@ def create_app(
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
+    # Last: the catch-all /v1/<model> and /v2/<model> routes must not shadow the others.
+    app.include_router(segmind.router)
     return app
 
 

@@ -17,7 +17,7 @@ from rich.console import Console
 app = typer.Typer(
     name="sticker-maker",
     help="Turn a text prompt into ready-to-use stickers: run the service, manage API keys, "
-    "generate and finish stickers locally.",
+    "generate and finish stickers locally or on a service (--server), manage your jobs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -90,6 +90,16 @@ def serve(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    sync_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds a synchronous request (Segmind POST /v1/<model>) waits for its job "
+            "before answering 504 [env STICKER_MAKER_SYNC_TIMEOUT; default 25].",
+            min=0.1,
+            max=3600,
+            show_default=False,
+        ),
+    ] = None,
     pipeline_cache: Annotated[
         int | None,
         typer.Option(
@@ -230,6 +240,7 @@ def serve(
             requests_per_minute=requests_per_minute,
             submits_per_minute=submits_per_minute,
             webhook_allow_networks=tuple(webhook_allow_network) if webhook_allow_network else None,
+            sync_timeout=sync_timeout,
         )
         application = create_app(settings, run_worker=worker)
     except StickerMakerError as exc:
@@ -286,15 +297,36 @@ def generate(
     ] = False,
     upscale_steps: Annotated[int, typer.Option(help="Refine steps when upscaling.")] = 10,
     presets: PresetsOpt = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            envvar="STICKER_MAKER_URL",
+            help="Run on this sticker-maker service (URL) instead of locally, with a live "
+            "progress bar. Default: $STICKER_MAKER_URL; unset means run locally.",
+            show_default=False,
+            show_envvar=False,
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="STICKER_MAKER_API_KEY",
+            help="API key for --server. Default: $STICKER_MAKER_API_KEY.",
+            show_default=False,
+            show_envvar=False,
+        ),
+    ] = None,
+    local: Annotated[
+        bool, typer.Option("--local", help="Run locally even if $STICKER_MAKER_URL is set.")
+    ] = False,
 ) -> None:
-    """Make stickers on this machine, without a server.
+    """Make stickers: on this machine (no server needed), or on a service with --server.
 
-    Writes NAME-SEED.png (as generated) and NAME-SEED-sticker.png (transparent cut-out).
+    Writes NAME-SEED.png (as generated) and NAME-SEED-sticker.png (transparent cut-out)
+    and prints their paths.
     """
-    from sticker_maker.errors import StickerMakerError
-    from sticker_maker.params import parse_request, resolve
-    from sticker_maker.presets import load_presets
-
     raw = {
         "prompt": prompt,
         "preset": preset,
@@ -313,6 +345,17 @@ def generate(
         "lora_scale": lora_scale,
     }
     raw.update({k: v for k, v in optional.items() if v is not None})
+    if server and not local:
+        from sticker_maker.cli.client_cmds import generate_remote
+
+        params = {k: v for k, v in raw.items() if k not in ("prompt", "preset")}
+        generate_remote(server, api_key, output, prompt, preset, params)
+        return
+
+    from sticker_maker.errors import StickerMakerError
+    from sticker_maker.params import parse_request, resolve
+    from sticker_maker.presets import load_presets
+
     try:
         registry = load_presets(presets)
         job = resolve(parse_request(raw), registry)
@@ -353,9 +396,10 @@ def _run_locally(job, presets_file: Path | None):  # type: ignore[no-untyped-def
 
 
 def _register_extras() -> None:
-    from sticker_maker.cli import keys_cmds, ops_cmds
+    from sticker_maker.cli import client_cmds, keys_cmds, ops_cmds
 
     keys_cmds.register(app)
+    client_cmds.register(app)
     ops_cmds.register(app)
     try:
         from sticker_maker.cli import finishing_cmds

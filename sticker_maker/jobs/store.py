@@ -53,6 +53,9 @@ class JobStore:
         self.db = db
         #: called after a job is queued (the in-process worker's wake-up)
         self.on_submit: list[Callable[[], None]] = []
+        #: called with the job id after a job reaches a terminal state in this process
+        #: (wakes API requests waiting for it; other processes fall back to polling)
+        self.on_finish: list[Callable[[str], None]] = []
         #: called with a running job's id after its cancel was requested (the in-process
         #: worker stops it at once instead of at its next database poll)
         self.on_cancel: list[Callable[[str], None]] = []
@@ -171,6 +174,8 @@ class JobStore:
                 .where(and_(jobs.c.id == job_id, jobs.c.status == RUNNING))
                 .values(cancel_requested=True)
             )
+        if canceled is not None:
+            self._finished(job.id)
         if job.status is JobStatus.QUEUED:  # it may have been claimed in the meantime
             for callback in self.on_cancel:
                 callback(job.id)
@@ -363,4 +368,10 @@ class JobStore:
             if row is not None:
                 lifecycle.job_finished(conn, row)
         self._progress_sent.pop(job.id, None)
+        if row is not None:
+            self._finished(job.id)
         return row is not None
+
+    def _finished(self, job_id: str) -> None:
+        for callback in self.on_finish:
+            callback(job_id)
