@@ -41,6 +41,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         background = _background(svc) if run_background else []
+        if svc.db.is_postgres:  # a job that another machine finished wakes its waiters here
+            from sticker_maker.db.database import DONE_CHANNEL
+            from sticker_maker.db.listener import Listener
+
+            background.append(Listener(svc.db, DONE_CHANNEL, app.state.waiter.notify))
         for thread in background:
             thread.start()
         worker = None
@@ -77,8 +82,10 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.services = svc
-    # an in-process worker wakes waiters directly; without one, read sooner and back off
-    app.state.waiter = JobWaiter(svc.jobs, first_poll=1.0 if run_worker else 0.1)
+    # an in-process worker (or, on PostgreSQL, a NOTIFY from any machine) wakes waiters
+    # directly; without either, read sooner and back off
+    woken = run_worker or svc.db.is_postgres
+    app.state.waiter = JobWaiter(svc.jobs, first_poll=1.0 if woken else 0.1)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.include_router(native.router)

@@ -28,6 +28,8 @@ from sticker_maker.db import migrations
 
 #: the PostgreSQL LISTEN/NOTIFY channel for "a job is waiting"
 JOBS_CHANNEL = "sticker_maker_jobs"
+#: the channel for "a job finished" (payload: its id)
+DONE_CHANNEL = "sticker_maker_done"
 #: the advisory lock that serialises ``upgrade`` across processes and machines
 _MIGRATION_LOCK = zlib.crc32(b"sticker-maker schema migrations")
 
@@ -131,10 +133,10 @@ class Database:
 
     # -- wake-ups across processes (PostgreSQL) ---------------------------------------
 
-    def notify(self, conn: Connection, channel: str = JOBS_CHANNEL) -> None:
+    def notify(self, conn: Connection, channel: str = JOBS_CHANNEL, payload: str = "") -> None:
         """Queue a NOTIFY in ``conn``'s transaction (sent on commit; nothing on SQLite)."""
         if self.is_postgres:
-            conn.execute(text("SELECT pg_notify(:c, '')"), {"c": channel})
+            conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": channel, "p": payload})
 
     def listen(self, channel: str = JOBS_CHANNEL) -> Any:
         """A dedicated autocommit psycopg connection LISTENing on ``channel``.

@@ -9,7 +9,8 @@ Leases: a running job carries ``heartbeat_at``, refreshed by its worker. When it
 is older than the lease timeout the worker is presumed dead and
 :meth:`JobStore.reap_expired` puts the job back in the queue (or, after
 ``max_attempts`` claims, fails it). On PostgreSQL every transaction that queues
-work also sends a NOTIFY on :data:`~sticker_maker.db.database.JOBS_CHANNEL`.
+work also sends a NOTIFY on :data:`~sticker_maker.db.database.JOBS_CHANNEL`, and
+every one that ends a job a NOTIFY on ``DONE_CHANNEL`` with the job's id.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from sqlalchemy import Connection, String, and_, cast, func, insert, or_, select
 from sticker_maker.accounts import lifecycle
 from sticker_maker.accounts.webhooks import PROGRESS_EVERY, wants
 from sticker_maker.db import Database, jobs
+from sticker_maker.db.database import DONE_CHANNEL
 from sticker_maker.errors import NotFound
 from sticker_maker.jobs.models import Job, JobStatus, OutputFile
 from sticker_maker.params import JobInput
@@ -169,6 +171,7 @@ class JobStore:
             )
             if canceled is not None:
                 lifecycle.job_finished(conn, canceled)
+                self.db.notify(conn, DONE_CHANNEL, job_id)
             conn.execute(
                 update(jobs)
                 .where(and_(jobs.c.id == job_id, jobs.c.status == RUNNING))
@@ -367,6 +370,7 @@ class JobStore:
             )
             if row is not None:
                 lifecycle.job_finished(conn, row)
+                self.db.notify(conn, DONE_CHANNEL, job.id)
         self._progress_sent.pop(job.id, None)
         if row is not None:
             self._finished(job.id)

@@ -28,6 +28,8 @@ import uuid
 from multiprocessing.connection import Connection
 from typing import Any
 
+from sticker_maker.db.database import JOBS_CHANNEL
+from sticker_maker.db.listener import Listener
 from sticker_maker.jobs import Job, JobStore, OutputFile
 from sticker_maker.jobs.workers import WorkerRegistry
 from sticker_maker.metrics import (
@@ -120,9 +122,8 @@ class Worker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._drain_deadline = float("inf")
-        self._listening = threading.Event()
         self._thread: threading.Thread | None = None
-        self._listener: threading.Thread | None = None
+        self._listener: Listener | None = None
         self._child: _Child | None = None
         #: the running job's id and the last step its model process reported
         self._current: str | None = None
@@ -173,13 +174,16 @@ class Worker:
         with contextlib.suppress(Exception):
             self.registry.register(self.worker_id)
         if self.listen:
-            self._listener = threading.Thread(
-                target=self._listen_loop, name="sticker-maker-listen", daemon=True
+            # NOTIFY wakes this worker; after a (re)connect it looks at the queue at once
+            self._listener = Listener(
+                self.store.db, JOBS_CHANNEL, lambda _: self._wake.set(), on_connect=self._wake.set
             )
             self._listener.start()
         try:
             self._loop()
         finally:
+            if self._listener is not None:
+                self._listener.stop()
             if self._child is not None:
                 self._child.close()
                 self._child = None
@@ -223,29 +227,8 @@ class Worker:
 
     def _idle_wait(self) -> float:
         # NOTIFY wakes a listening worker at once; the timeout is only a safety net then.
-        return self.poll_interval * 5 if self._listening.is_set() else self.poll_interval
-
-    def _listen_loop(self) -> None:
-        """PostgreSQL: LISTEN on a dedicated connection; every NOTIFY wakes the loop."""
-        while not self._stop.is_set():
-            try:
-                conn = self.store.db.listen()
-            except Exception as exc:
-                log.warning("cannot LISTEN for new jobs (%s); polling meanwhile", exc)
-                self._stop.wait(5.0)
-                continue
-            self._listening.set()
-            self._wake.set()  # anything queued while we were not listening
-            try:
-                while not self._stop.is_set():
-                    for _ in conn.notifies(timeout=1.0, stop_after=1):
-                        self._wake.set()
-            except Exception as exc:
-                log.warning("lost the LISTEN connection (%s); reconnecting", exc)
-            finally:
-                self._listening.clear()
-                with contextlib.suppress(Exception):
-                    conn.close()
+        listening = self._listener is not None and self._listener.listening.is_set()
+        return self.poll_interval * 5 if listening else self.poll_interval
 
     def _maybe_beat(self, state: str) -> None:
         """Refresh this worker's registry row every heartbeat interval."""

@@ -6,13 +6,19 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql
 
 from sticker_maker.accounts import KeyStore
+from sticker_maker.api import create_app
+from sticker_maker.config import Settings
 from sticker_maker.db import Database, jobs
+from sticker_maker.db.database import DONE_CHANNEL
+from sticker_maker.db.listener import Listener
 from sticker_maker.jobs import JobStatus, JobStore, OutputFile
 from sticker_maker.jobs.reaper import Reaper
 from sticker_maker.params import JobInput
@@ -205,3 +211,66 @@ def test_release_hands_back_without_using_an_attempt(db: Database) -> None:
     again = store.claim_next("w2")
     assert again is not None and again.attempt == 1
     assert store.complete(again, [], 0.5) is True
+
+
+def test_ending_a_job_notifies_its_id(pg_url: str) -> None:
+    db = Database(pg_url)
+    db.upgrade()
+    heard: list[str] = []
+    listener = Listener(db, DONE_CHANNEL, heard.append)
+    listener.start()
+    try:
+        assert listener.listening.wait(10)
+        store = JobStore(db)
+        key = new_key(db)
+        done = store.submit(key, job_input()).id
+        claimed = store.claim_next("w")
+        assert claimed is not None and store.complete(claimed, [], 0.1)
+        dropped = store.submit(key, job_input()).id
+        store.request_cancel(dropped)
+        deadline = time.monotonic() + 10
+        while len(heard) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert heard == [done, dropped]
+    finally:
+        listener.stop()
+        db.dispose()
+
+
+def test_prefer_wait_wakes_when_another_process_finishes_the_job(
+    pg_url: str, tmp_path: Path, presets_file: Path
+) -> None:
+    """An API replica without a worker: NOTIFY, not polling, ends the wait."""
+    settings = Settings.load(tmp_path / "home", presets=presets_file, database_url=pg_url)
+    app = create_app(settings, run_worker=False)
+    other = Database(pg_url)  # "another machine": its own connections
+    try:
+        with TestClient(app) as client:
+            app.state.waiter.first_poll = app.state.waiter.max_poll = 60.0  # no polling help
+            secret = app.state.services.keys.create(credits=1_000_000).secret
+            remote = JobStore(other)
+
+            def finish_remotely() -> None:
+                deadline = time.monotonic() + 30
+                while time.monotonic() < deadline:
+                    job = remote.claim_next("remote-worker")
+                    if job is not None:
+                        time.sleep(0.5)  # the request is waiting by now
+                        remote.complete(job, [], 0.2)
+                        return
+                    time.sleep(0.05)
+
+            finisher = threading.Thread(target=finish_remotely)
+            finisher.start()
+            t0 = time.monotonic()
+            r = client.post(
+                "/v1/jobs",
+                json={"preset": "tiny", "prompt": "cat", "steps": 2},
+                headers={"Authorization": f"Bearer {secret}", "Prefer": "wait=30"},
+            )
+            finisher.join(30)
+            assert r.status_code in (200, 201), r.text
+            assert r.json()["status"] == "succeeded"
+            assert time.monotonic() - t0 < 20  # a poll would have come after 60 s
+    finally:
+        other.dispose()
