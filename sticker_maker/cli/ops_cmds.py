@@ -182,7 +182,10 @@ def worker(
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
-        start_http_server(metrics_port, addr=metrics_host)
+        try:
+            start_http_server(metrics_port, addr=metrics_host)
+        except OSError as exc:
+            raise _fail(f"--metrics-port {metrics_port}: {exc}") from None
 
     signals = {"count": 0}
 

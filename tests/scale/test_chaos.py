@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 import pytest
 from PIL import Image
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from scale.cluster import Cluster, Proc, SeaweedS3
 from sticker_maker.accounts import KeyStore
@@ -97,8 +97,13 @@ def running_on(db: Database, worker: str) -> list[str]:
 
 
 def kill_mid_job(db: Database, worker: Proc) -> list[str]:
-    """SIGSTOP the worker; if it holds a running job, SIGKILL it, else let it go and retry."""
-    for _ in range(600):
+    """SIGSTOP the worker; if it holds a running job, SIGKILL it, else let it go and retry.
+
+    (The queue can run dry for a while: a submit whose first try died with the killed API
+    is refused with 409 until its idempotency key goes stale, 60 s.)
+    """
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline:
         worker.send(signal.SIGSTOP)
         held = running_on(db, worker.name)
         if held:
@@ -107,7 +112,13 @@ def kill_mid_job(db: Database, worker: Proc) -> list[str]:
             return held
         worker.send(signal.SIGCONT)
         time.sleep(0.05)
-    raise AssertionError(f"{worker.name} never held a running job")
+    with db.read() as conn:
+        seen = conn.execute(
+            select(jobs.c.worker_id, jobs.c.status, func.count()).group_by(
+                jobs.c.worker_id, jobs.c.status
+            )
+        ).all()
+    raise AssertionError(f"{worker.name} never held a running job; jobs by worker: {seen}")
 
 
 def run_chaos(cluster: Cluster, n_apis: int, n_workers: int, list_files: Callable[[], set[str]]):
