@@ -187,12 +187,25 @@ def run_chaos(cluster: Cluster, n_apis: int, n_workers: int, list_files: Callabl
         def succeeded() -> int:
             return sum(1 for j in all_jobs(db) if j.status is JobStatus.SUCCEEDED)
 
+        failures: list[BaseException] = []
+
+        def kill_worker() -> None:
+            try:
+                wait_for("30 jobs to succeed", lambda: succeeded() >= 30, 180)
+                figures.worker_kills = kill_mid_job(db, workers[0])
+            except BaseException as exc:
+                failures.append(exc)
+
         chaos_thread = threading.Thread(target=chaos, daemon=True)
+        worker_thread = threading.Thread(target=kill_worker, daemon=True)
         chaos_thread.start()
+        worker_thread.start()
         with ThreadPoolExecutor(32) as pool:
             list(pool.map(submit, range(JOBS)))
-        wait_for("30 jobs to succeed", lambda: succeeded() >= 30, 180)
-        figures.worker_kills = kill_mid_job(db, workers[0])
+        worker_thread.join(240)
+        if failures:
+            raise failures[0]
+        assert figures.worker_kills, "the worker was not killed"
         chaos_thread.join(180)
         assert api_killed.is_set()
 
