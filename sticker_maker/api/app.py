@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from sticker_maker import __version__
-from sticker_maker.api import errors, files, native, seed_compat
+from sticker_maker.api import errors, files, finishing, native, seed_compat
 from sticker_maker.api.services import Services
 from sticker_maker.config import Settings
 
@@ -54,6 +54,7 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
     errors.install(app)
     app.include_router(native.router)
     app.include_router(seed_compat.router)
+    app.include_router(finishing.router)
     app.include_router(files.router)
 
     @app.get("/health", tags=["service"], summary="Liveness")

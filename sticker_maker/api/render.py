@@ -60,6 +60,8 @@ def native_job(request: Request, svc: Services, job: Job, *, position: int | Non
     }
     for out in body["output"]:
         out.pop("file")
+    if "image" in body["input"] and job.input_files:  # an upload: its URL, not its name
+        body["input"]["image"] = f"{root}/files/{body['input']['image']}"
     if position is not None:
         body["queue_position"] = position
     return body

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: F401  (i
 
 from sticker_maker.db import Database, jobs
 from sticker_maker.errors import NotFound
+from sticker_maker.inputs import UploadInput
 from sticker_maker.jobs.models import Job, JobStatus, OutputFile
 from sticker_maker.params import JobInput
 
@@ -32,7 +33,9 @@ class JobStore:
 
     # -- API side ---------------------------------------------------------------
 
-    def submit(self, key_id: str, job_input: JobInput, *, kind: str = "generate") -> Job:
+    def submit(
+        self, key_id: str, job_input: JobInput | UploadInput, *, kind: str = "generate"
+    ) -> Job:
         job_id = str(uuid.uuid4())
         now = time.time()
         values = {

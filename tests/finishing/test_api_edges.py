@@ -1,0 +1,121 @@
+"""The upload and export routes at the HTTP edge, in-process (no worker): odd requests get
+a 4xx naming the field, never a 500, and leave nothing behind."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from sticker_maker.api import create_app
+from sticker_maker.config import Settings
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    home = tmp_path_factory.mktemp("edges") / "home"
+    app = create_app(Settings.load(home), run_worker=False)
+    with TestClient(app) as c:
+        c.headers["Authorization"] = "Bearer " + app.state.services.keys.create(credits=10).secret
+        c.home = home  # type: ignore[attr-defined]
+        yield c
+
+
+def png(size: tuple[int, int] = (32, 32)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 30)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _raw(client: TestClient, body: bytes, content_type: str | bytes) -> int:
+    r = client.post("/v1/cutouts", content=body, headers={"Content-Type": content_type})
+    assert r.status_code < 500, r.text
+    if r.status_code == 400:
+        assert r.json()["error"]["fields"][0]["field"] in ("image", "body")
+    return r.status_code
+
+
+def test_odd_multipart_requests_are_4xx(client: TestClient) -> None:
+    image = png()
+    part = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n" + image + b"\r\n"
+    )
+    cases = [
+        (b"", "multipart/form-data"),  # no boundary
+        (b"garbage", "multipart/form-data; boundary=XyZ"),
+        (part, "multipart/form-data; boundary=XyZ"),  # no closing boundary
+        (part + part + b"--XyZ--\r\n", "multipart/form-data; boundary=XyZ"),  # two files
+        (b"image=abc", "application/x-www-form-urlencoded"),
+        (image, "image/png"),
+        (b"\xff\xfe" * 10, b"multipart/form-data; boundary=\xff"),
+    ]
+    for body, content_type in cases:
+        assert _raw(client, body, content_type) == 400, (body[:40], content_type)
+    long_field = {"border": "1" * 5000}
+    r = client.post("/v1/cutouts", files={"image": ("a.png", image)}, data=long_field)
+    assert r.status_code == 400
+    many = {f"f{i}": "1" for i in range(40)}
+    r = client.post("/v1/splits", files={"image": ("a.png", image)}, data=many)
+    assert r.status_code == 400
+    r = client.post("/v1/cutouts", files={"image": ("a.png", image), "border": ("b", b"3")})
+    assert r.status_code == 400 and r.json()["error"]["fields"][0]["field"] in ("image", "border")
+
+
+def test_upload_options_blank_means_default(client: TestClient) -> None:
+    r = client.post(
+        "/v1/cutouts",
+        files={"image": ("a.png", png((40, 24)))},
+        data={"border": "", "shadow": "true", "trim": "0", "remover": "none"},
+    )
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["kind"] == "cutout" and job["status"] == "queued"
+    assert job["input"]["border"] is None and job["input"]["shadow"] is True
+    assert job["input"]["trim"] is False and job["input"]["remover"] == "none"
+    assert (job["input"]["width"], job["input"]["height"]) == (40, 24)
+    assert job["input"]["image"].startswith("http://testserver/files/")
+    assert job["progress"] == {"step": 0, "total": 3}
+
+
+def test_exif_rotation_gives_the_upright_size(client: TestClient) -> None:
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated a quarter turn
+    Image.new("RGB", (60, 20), "white").save(buf, "JPEG", exif=exif)
+    r = client.post("/v1/cutouts", files={"image": ("a.jpg", buf.getvalue())})
+    assert r.status_code == 201, r.text
+    assert (r.json()["input"]["width"], r.json()["input"]["height"]) == (20, 60)
+
+
+@pytest.mark.parametrize("n", ["²", "-1", "1e3", "9999999", "%20"])
+def test_odd_output_index_is_400(client: TestClient, n: str) -> None:
+    job = client.post("/v1/cutouts", files={"image": ("a.png", png())}).json()
+    r = client.get(f"/v1/jobs/{job['id']}/outputs/{n}/export/png")
+    assert r.status_code == 400 and r.json()["error"]["fields"][0]["field"] == "n"
+
+
+def test_unknown_job_and_bad_pack_bodies(client: TestClient) -> None:
+    r = client.get("/v1/jobs/nope/outputs/0/export/png")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    for body in ([], {"stickers": "x"}, {"stickers": [{"job_id": "a"}] * 3}, "null"):
+        r = client.post("/v1/exports/whatsapp-pack", json=body)
+        assert r.status_code == 400, r.text
+        assert "error" in r.json() and "fields" in r.json()["error"]
+    r = client.post(
+        "/v1/exports/whatsapp-pack",
+        json={"stickers": [{"job_id": "nope", "output": 0}] * 3, "name": "a", "publisher": "b"},
+    )
+    assert r.status_code == 404
+
+
+def test_rejected_uploads_store_nothing(client: TestClient) -> None:
+    files = Path(client.home) / "files"  # type: ignore[attr-defined]
+    before = sorted(p.name for p in files.rglob("*") if p.is_file())
+    r = client.post("/v1/cutouts", files={"image": ("a.png", png())}, data={"preset": "nope"})
+    assert r.status_code == 400 and r.json()["error"]["fields"][0]["field"] == "preset"
+    assert sorted(p.name for p in files.rglob("*") if p.is_file()) == before
