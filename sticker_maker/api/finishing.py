@@ -22,11 +22,12 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from sticker_maker.accounts import ApiKey
+from sticker_maker.accounts import ApiKey, lifecycle
 from sticker_maker.api.auth import current_key
 from sticker_maker.api.render import native_job
 from sticker_maker.api.services import Services, services
-from sticker_maker.api.uploads import MAX_SIDE, MAX_UPLOAD_BYTES, Upload, check_image, read_form
+from sticker_maker.api.uploads import Upload, check_image, read_form
+from sticker_maker.bounds import MAX_IMAGE_SIDE, MAX_UPLOAD_BYTES
 from sticker_maker.errors import Conflict, InvalidInput, NotFound
 from sticker_maker.inputs import (
     MAX_BORDER,
@@ -44,6 +45,8 @@ router = APIRouter(tags=["finishing"])
 
 #: the preset whose remover (and price) upload jobs use unless the form names one
 DEFAULT_PRESET = "sticker-maker"
+#: routes that read (and bound) their own request body: exempt from ``max_request_bytes``
+UPLOAD_PATHS = ("/v1/cutouts", "/v1/splits")
 #: export targets → (finishing target, file extension or None to sniff, content type)
 EXPORTS: dict[str, tuple[str, str | None, str | None]] = {
     "png": ("png", "png", "image/png"),
@@ -83,7 +86,7 @@ _FIELD_DOCS: dict[str, dict[str, Any]] = {
         "type": "string",
         "format": "binary",
         "description": f"PNG, JPEG or WebP, at most {MAX_UPLOAD_BYTES // 2**20} MiB and "
-        f"{MAX_SIDE} px a side",
+        f"{MAX_IMAGE_SIDE} px a side",
     },
     "remover": {
         "type": "string",
@@ -140,11 +143,16 @@ async def _read_upload(request: Request, options_model: type[SplitOptions]) -> t
 def _submit(
     svc: Services, key: ApiKey, kind: str, upload: Upload, make: Callable[[str], UploadInput]
 ) -> Job:
-    """Store the upload, then queue the job; no stored file is left if the submit fails."""
+    """Store the upload, then queue the job owning it (retention deletes it with the job's
+    outputs); no stored file is left if the submit fails (limits, credits)."""
     name = new_file_name(upload.extension)
     svc.storage.put(name, upload.data)
+
+    def own(conn: Any, job_id: str) -> None:
+        lifecycle.record_file(conn, name, key.id, job_id)
+
     try:
-        return svc.jobs.submit(key.id, make(name), kind=kind)
+        return svc.jobs.submit(key.id, make(name), kind=kind, on_created=own)
     except BaseException:
         with contextlib.suppress(Exception):
             svc.storage.delete(name)

@@ -1,15 +1,16 @@
 """Image uploads: a multipart form read with bounded size, and the image checked.
 
 Every check answers 400 naming the ``image`` field (or the form field at fault)
-before anything is stored or queued:
+before anything is stored or queued. The limits live in :mod:`sticker_maker.bounds`:
 
 * the body is read as it arrives and refused once it passes ``MAX_UPLOAD_BYTES``
   (plus a little room for the other form fields), so a huge upload never fills the
-  disk; one file and a few short fields at most;
-* the image must decode completely as PNG, JPEG or WebP (a truncated or corrupt file
-  is refused here, not in the worker), with each side from ``MIN_SIDE`` to
-  ``MAX_SIDE`` px, read from its header before any pixels are decoded (so a small file
-  that claims a huge size, a decompression bomb, is refused without decoding it).
+  disk; one file and a few short fields at most (these routes are exempt from the
+  service-wide ``max_request_bytes``, which is smaller);
+* the header is checked first (:func:`sticker_maker.bounds.check_image`: PNG, JPEG or
+  WebP, each side ≤ ``MAX_IMAGE_SIDE``), so a small file that claims a huge size (a
+  decompression bomb) is refused without decoding it; then every pixel is decoded, so
+  a truncated or corrupt file is refused here, not in the worker.
 """
 
 from __future__ import annotations
@@ -23,11 +24,10 @@ from fastapi import Request
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from sticker_maker import bounds
+from sticker_maker.bounds import IMAGE_FORMATS, MAX_IMAGE_SIDE, MAX_UPLOAD_BYTES, MIN_UPLOAD_SIDE
 from sticker_maker.errors import InvalidInput
 
-MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-MAX_SIDE = 4096
-MIN_SIDE = 16
 #: room for the multipart framing and the short option fields around the file
 FORM_OVERHEAD = 64 * 1024
 MAX_FIELDS = 16
@@ -38,7 +38,7 @@ FORMATS = {
     "JPEG": ("image/jpeg", "jpg"),
     "WEBP": ("image/webp", "webp"),
 }
-_ALLOWED = "PNG, JPEG or WebP"
+_ALLOWED = "PNG, JPEG or WebP"  # bounds.IMAGE_FORMATS
 _EXIF_ORIENTATION = 0x0112
 
 
@@ -54,11 +54,10 @@ class Upload:
 
 
 def _too_large(size: int | None = None) -> InvalidInput:
-    got = f" (got {size / 1024 / 1024:.1f} MiB)" if size else ""
+    got = f" (the request has {size} bytes)" if size else ""
     return InvalidInput(
-        f"the file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB{got}; "
-        "send a smaller image (each side at most "
-        f"{MAX_SIDE} px)",
+        f"is larger than the limit of {MAX_UPLOAD_BYTES} bytes "
+        f"({MAX_UPLOAD_BYTES // (1024 * 1024)} MiB){got}; send a smaller image",
         "image",
     )
 
@@ -120,33 +119,24 @@ async def read_form(request: Request) -> tuple[UploadFile, dict[str, str], FormD
 
 
 def check_image(data: bytes) -> Upload:
-    """Decode ``data`` completely and check its format and size, or InvalidInput."""
-    from PIL import Image, UnidentifiedImageError
+    """Check the header, then decode every pixel; the upload, or InvalidInput."""
+    from PIL import Image
 
-    if not data:
-        raise InvalidInput(f"is empty: send a {_ALLOWED} file", "image")
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise _too_large(len(data))
+    width, height, fmt = bounds.check_image(data, "image", max_bytes=MAX_UPLOAD_BYTES)
+    if min(width, height) < MIN_UPLOAD_SIDE:
+        raise InvalidInput(
+            f"is {width}x{height}; each side must be ≥ {MIN_UPLOAD_SIDE} (and ≤ {MAX_IMAGE_SIDE})",
+            "image",
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=tuple(FORMATS)) as image:
-                width, height = image.size
-                _check_size(width, height)
+            with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
                 image.load()  # every pixel: a truncated or corrupt file fails here
                 orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-                fmt = image.format or ""
-    except InvalidInput:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InvalidInput(
-            f"claims more pixels than allowed (each side at most {MAX_SIDE} px)", "image"
-        ) from None
-    except UnidentifiedImageError:
-        raise InvalidInput(f"is not a {_ALLOWED} image", "image") from None
     except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError, EOFError…
         raise InvalidInput(
-            f"could not be decoded as a {_ALLOWED} image ({type(exc).__name__}: {exc})", "image"
+            f"could not be decoded as {fmt} ({type(exc).__name__}: {exc})", "image"
         ) from None
     if orientation in (5, 6, 7, 8):  # rotated a quarter turn: the upright size
         width, height = height, width
@@ -154,13 +144,4 @@ def check_image(data: bytes) -> Upload:
     return Upload(data, width, height, content_type, extension)
 
 
-def _check_size(width: int, height: int) -> None:
-    if max(width, height) > MAX_SIDE or min(width, height) < MIN_SIDE:
-        raise InvalidInput(
-            f"is {width}x{height} px; each side must be from {MIN_SIDE} to {MAX_SIDE} px "
-            f"(at most {MAX_SIDE * MAX_SIDE / 1e6:.1f} MP)",
-            "image",
-        )
-
-
-__all__ = ["MAX_SIDE", "MAX_UPLOAD_BYTES", "MIN_SIDE", "Upload", "check_image", "read_form"]
+__all__ = ["Upload", "check_image", "read_form"]

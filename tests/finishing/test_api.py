@@ -291,12 +291,12 @@ def test_bad_uploads_are_refused_naming_the_field(server: RunningServer, key: st
     cases: list[tuple[httpx.Response, str, str]] = []
     for path in ("/v1/cutouts", "/v1/splits"):
         cases += [
-            (post_upload(server, key, path, b"not an image at all"), "image", "PNG, JPEG or WebP"),
+            (post_upload(server, key, path, b"not an image at all"), "image", "not an image"),
             (post_upload(server, key, path, good[: len(good) // 2]), "image", "decoded"),
             (post_upload(server, key, path, _bomb_png(100_000, 100_000)), "image", "pixels"),
             (post_upload(server, key, path, encode(Image.new("RGB", (5000, 20)))), "image", "4096"),
             (post_upload(server, key, path, encode(Image.new("RGB", (8, 8)))), "image", "16"),
-            (post_upload(server, key, path, encode(star_image(64), "GIF")), "image", "WebP"),
+            (post_upload(server, key, path, encode(star_image(64), "GIF")), "image", "allowed"),
             (post_upload(server, key, path, good, border="-1"), "border", "≥ 0"),
             (post_upload(server, key, path, good, border="wide"), "border", "integer"),
             (post_upload(server, key, path, good, remover="magic"), "remover", "'auto'"),

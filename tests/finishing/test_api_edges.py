@@ -20,7 +20,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     home = tmp_path_factory.mktemp("edges") / "home"
     app = create_app(Settings.load(home), run_worker=False)
     with TestClient(app) as c:
-        c.headers["Authorization"] = "Bearer " + app.state.services.keys.create(credits=10).secret
+        c.headers["Authorization"] = "Bearer " + app.state.services.keys.create(credits=1000).secret
         c.home = home  # type: ignore[attr-defined]
         yield c
 
@@ -119,3 +119,97 @@ def test_rejected_uploads_store_nothing(client: TestClient) -> None:
     r = client.post("/v1/cutouts", files={"image": ("a.png", png())}, data={"preset": "nope"})
     assert r.status_code == 400 and r.json()["error"]["fields"][0]["field"] == "preset"
     assert sorted(p.name for p in files.rglob("*") if p.is_file()) == before
+
+
+def test_upload_jobs_are_billed_and_retention_deletes_the_upload(
+    client: TestClient, tmp_path: Path
+) -> None:
+    """Reserve at submit, settle the measured time, then retention takes the upload too."""
+    from sqlalchemy import select, update
+
+    from sticker_maker.accounts.retention import sweep
+    from sticker_maker.db import jobs, ledger
+    from sticker_maker.worker.predictor import Predictor
+
+    svc = client.app.state.services  # type: ignore[attr-defined]
+    secret = svc.keys.create(credits=100).secret
+    headers = {"Authorization": f"Bearer {secret}"}
+    image = Image.new("RGB", (48, 48), "white")
+    image.paste((200, 30, 30), (12, 12, 36, 36))
+    r = client.post("/v1/cutouts", headers=headers, files={"image": ("a.png", _encode(image))})
+    assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
+    account = client.get("/v1/account", headers=headers).json()
+    assert 30 <= account["reserved"] < 31 and account["balance"] == 100 - account["reserved"]
+
+    # play the worker with the real predictor (presets only: no engine needed)
+    while (job := svc.jobs.claim_next("test")) is not None and job.id != job_id:
+        svc.jobs.fail(job, "not this test's")
+    assert job is not None
+    upload = job.input_files[0]
+    predictor = Predictor()
+    predictor.prepare(None)
+    (sticker,) = predictor.run(
+        "cutout", job.input.model_dump_json(), svc.storage.get(upload), on_progress=print
+    )
+    assert sticker.image_png is None and sticker.files()[0][0] == "sticker"
+    from sticker_maker.jobs import OutputFile
+    from sticker_maker.storage import new_file_name
+
+    name = new_file_name("png")
+    svc.storage.put(name, sticker.sticker_png)
+    output = OutputFile(name, "sticker", 0, 0, sticker.sticker_width, sticker.sticker_height)
+    assert svc.jobs.complete(job, [output], 0.5)
+    with svc.db.read() as conn:
+        kinds = dict(
+            conn.execute(
+                select(ledger.c.kind, ledger.c.amount).where(ledger.c.job_id == job_id)
+            ).all()
+        )
+    assert kinds["settle"] == -0.5 and kinds["refund"] == -kinds["reserve"]
+
+    assert svc.storage.path(upload) is not None
+    with svc.db.write() as conn:
+        conn.execute(update(jobs).where(jobs.c.id == job_id).values(completed_at=0.0))
+    sweep(svc.db, svc.storage, 3600)
+    assert svc.storage.path(upload) is None and svc.storage.path(name) is None
+    assert client.get(f"/v1/jobs/{job_id}", headers=headers).status_code == 404
+
+
+def test_upload_jobs_need_no_torch(tmp_path: Path) -> None:
+    """The predictor runs cutout and split jobs with the finishing stack alone."""
+    import subprocess
+    import sys
+
+    from sticker_maker.inputs import CutoutInput, SplitInput
+
+    common = {"preset": "sticker-maker", "image": "x.png", "width": 64, "height": 64}
+    common |= {"content_type": "image/png", "remover": "auto"}
+    sheet = Image.new("RGB", (96, 64), "white")
+    sheet.paste((200, 30, 30), (8, 8, 40, 56))
+    sheet.paste((30, 30, 200), (56, 8, 88, 56))
+    (tmp_path / "sheet.png").write_bytes(_encode(sheet))
+    code = f"""
+import sys
+from pathlib import Path
+from sticker_maker.worker.predictor import Predictor
+p = Predictor()
+p.prepare(None)
+data = Path({str(tmp_path / "sheet.png")!r}).read_bytes()
+cut = p.run("cutout", {CutoutInput(**common, border=3).model_dump_json()!r}, data,
+            on_progress=lambda s, t: None)
+parts = p.run("split", {SplitInput(**common).model_dump_json()!r}, data,
+              on_progress=lambda s, t: None)
+heavy = sorted(m for m in ("torch", "diffusers", "transformers") if m in sys.modules)
+print(len(cut), len(parts), heavy)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.split() == ["1", "2", "[]"], done.stdout + done.stderr
+
+
+def _encode(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "PNG")
+    return buf.getvalue()
