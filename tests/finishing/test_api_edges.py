@@ -213,3 +213,36 @@ def _encode(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, "PNG")
     return buf.getvalue()
+
+
+def test_a_preset_model_remover_reaches_the_worker(tmp_path: Path, tiny_onnx: Path) -> None:
+    """``background_remover = <model>`` means method "model" with it; "auto" falls back to it."""
+    from sticker_maker.inputs import CutoutInput, resolve_remover
+    from sticker_maker.presets import load_presets
+    from sticker_maker.worker.predictor import Predictor
+
+    presets = tmp_path / "presets.toml"
+    presets.write_text(f'[presets.onnx]\nbase = "x"\nbackground_remover = "{tiny_onnx}"\n')
+    preset = load_presets(presets).get("onnx")
+    assert resolve_remover(preset, None, "remover") == "model"
+    assert resolve_remover(preset, "auto", "remover") == "auto"
+    predictor = Predictor()
+    predictor.prepare(str(presets))
+    image = Image.new("RGB", (64, 64), "white")
+    image.paste((20, 120, 60), (16, 16, 48, 48))
+    job = CutoutInput(
+        preset="onnx",
+        image="x.png",
+        width=64,
+        height=64,
+        content_type="image/png",
+        remover="model",
+        border=0,
+    )
+    lines: list[str] = []
+    (sticker,) = predictor.run(
+        "cutout", job.model_dump_json(), _encode(image), on_progress=print, log=lines.append
+    )
+    assert any("learned model" in line for line in lines), lines
+    assert "cut-out (model)" in "\n".join(lines)
+    assert sticker.sticker_png.startswith(b"\x89PNG")
