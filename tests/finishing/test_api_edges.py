@@ -246,3 +246,47 @@ def test_a_preset_model_remover_reaches_the_worker(tmp_path: Path, tiny_onnx: Pa
     assert any("learned model" in line for line in lines), lines
     assert "cut-out (model)" in "\n".join(lines)
     assert sticker.sticker_png.startswith(b"\x89PNG")
+
+
+def test_child_runs_upload_jobs_when_the_engine_cannot_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No engine (no torch, bad weights…): generation jobs fail with why, uploads still run."""
+    import multiprocessing as mp
+    import threading
+
+    from sticker_maker.inputs import CutoutInput
+    from sticker_maker.worker import predictor as predictor_mod
+    from sticker_maker.worker.child import child_main
+
+    def broken_setup(self: object, *args: object, **kwargs: object) -> None:
+        raise ImportError("No module named 'torch'")
+
+    monkeypatch.setattr(predictor_mod.Predictor, "setup", broken_setup)
+    parent, child = mp.Pipe()
+    thread = threading.Thread(target=child_main, args=(child, threading.Event(), {}), daemon=True)
+    thread.start()
+    assert parent.recv() == ("ready",)
+    parent.send(("predict", "g", "generate", "{}", None))
+    kind, message, _ = parent.recv()
+    assert kind == "error" and "No module named 'torch'" in message
+    image = Image.new("RGB", (48, 48), "white")
+    image.paste((200, 30, 30), (12, 12, 36, 36))
+    job = CutoutInput(
+        preset="sticker-maker",
+        image="x.png",
+        width=48,
+        height=48,
+        content_type="image/png",
+        remover="auto",
+    )
+    parent.send(("predict", "c", "cutout", job.model_dump_json(), _encode(image)))
+    messages = []
+    while not messages or messages[-1][0] not in ("done", "error"):
+        messages.append(parent.recv())
+    assert messages[-1][0] == "done", messages[-1]
+    (sticker,) = messages[-1][1]
+    assert sticker.image_png is None and sticker.sticker_width < 48
+    assert ("progress", 3, 3) in messages
+    parent.send(("stop",))
+    thread.join(5)
