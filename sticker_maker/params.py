@@ -170,6 +170,8 @@ def random_seed() -> int:
 def resolve(request: GenerationRequest, presets: PresetRegistry) -> JobInput:
     """Fill the preset's defaults and draw a seed when none (or -1) was given."""
     preset: Preset = presets.get(request.preset)
+    if request.upscale and (problem := preset.upscale_problem()):
+        raise InvalidInput(problem, "upscale")
     seed = request.seed if request.seed is not None and request.seed >= 0 else random_seed()
     return JobInput(
         preset=preset.name,

@@ -38,9 +38,11 @@ def create_app(
                 svc.storage,
                 presets_file=str(settings.presets_file) if settings.presets_file else None,
                 cache_size=settings.pipeline_cache_size,
+                engine_options=settings.engine.to_dict(),
                 poll_interval=settings.poll_interval,
             )
             svc.jobs.on_submit.append(worker.wake)
+            svc.jobs.on_cancel.append(worker.cancel)
             worker.start()
         app.state.worker = worker
         try:

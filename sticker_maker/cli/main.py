@@ -68,6 +68,57 @@ def serve(
         bool, typer.Option("--worker/--no-worker", help="Run the in-process GPU/CPU worker.")
     ] = True,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    pipeline_cache: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Base pipelines kept loaded between jobs (least recently used goes first; "
+            "refiners and upscalers are bounded the same). "
+            "Default: $STICKER_MAKER_PIPELINE_CACHE_SIZE, else 2.",
+            show_default=False,
+        ),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="cuda, cuda:N, cpu or mps. Default: $STICKER_MAKER_DEVICE, else cuda if present.",
+            show_default=False,
+        ),
+    ] = None,
+    dtype: Annotated[
+        str | None,
+        typer.Option(
+            help="float16, bfloat16 or float32. Default: $STICKER_MAKER_DTYPE, else float16 "
+            "on CUDA and float32 on CPU.",
+            show_default=False,
+        ),
+    ] = None,
+    offload: Annotated[
+        str | None,
+        typer.Option(
+            help="Keep weights in CPU memory between uses on small GPUs: none, model (one "
+            "model on the GPU at a time) or sequential (slowest, least memory). "
+            "Default: $STICKER_MAKER_OFFLOAD, else none.",
+            show_default=False,
+        ),
+    ] = None,
+    fuse_lora: Annotated[
+        str | None,
+        typer.Option(
+            help="Fuse the active LoRA into the weights (faster steps): auto (on for CUDA), "
+            "on or off. Default: $STICKER_MAKER_FUSE_LORA, else auto.",
+            show_default=False,
+        ),
+    ] = None,
+    compile_unet: Annotated[
+        bool | None,
+        typer.Option(
+            "--compile/--no-compile",
+            help="torch.compile the UNet (first job per size compiles for about a minute). "
+            "Default: $STICKER_MAKER_COMPILE, else off.",
+            show_default=False,
+        ),
+    ] = None,
     retention: Annotated[
         float | None,
         typer.Option(
@@ -126,6 +177,7 @@ def serve(
 
     All state lives under the home folder: a SQLite database and the output files.
     The model runs in a worker child process, so a crash cannot take the API down.
+    Engine options (device, precision, memory) are flags or STICKER_MAKER_* variables.
     Limits, retention and the credit estimate are also set by STICKER_MAKER_* variables
     (see README, "Accounts, credits and limits").
     """
@@ -133,13 +185,19 @@ def serve(
 
     from sticker_maker.api import create_app
     from sticker_maker.config import Settings
+    from sticker_maker.engine.options import EngineOptions
     from sticker_maker.errors import StickerMakerError
 
     try:
+        engine = EngineOptions.from_env(
+            device=device, dtype=dtype, offload=offload, fuse_lora=fuse_lora, compile=compile_unet
+        )
         settings = Settings.load(
             home,
             presets=presets,
             public_url=public_url,
+            pipeline_cache_size=pipeline_cache,
+            engine=engine,
             retention_seconds=retention,
             max_queue_depth=max_queue_depth,
             max_active_jobs=max_active_jobs,
@@ -187,6 +245,15 @@ def generate(
         float | None, typer.Option(help="Guidance scale.", show_default=False)
     ] = None,
     samples: Annotated[int, typer.Option(help="Images to make (1-4).")] = 1,
+    lora_scale: Annotated[
+        float | None,
+        typer.Option(help="LoRA weight, 0-4 (0 = no LoRA).", show_default=False),
+    ] = None,
+    upscale: Annotated[
+        bool,
+        typer.Option(help="Upscale 2x and refine (needs the preset's upscaler and refiner)."),
+    ] = False,
+    upscale_steps: Annotated[int, typer.Option(help="Refine steps when upscaling.")] = 10,
     presets: PresetsOpt = None,
 ) -> None:
     """Make stickers on this machine, without a server.
@@ -197,7 +264,14 @@ def generate(
     from sticker_maker.params import parse_request, resolve
     from sticker_maker.presets import load_presets
 
-    raw = {"prompt": prompt, "preset": preset, "negative_prompt": negative, "samples": samples}
+    raw = {
+        "prompt": prompt,
+        "preset": preset,
+        "negative_prompt": negative,
+        "samples": samples,
+        "upscale": upscale,
+        "upscale_steps": upscale_steps,
+    }
     optional = {
         "seed": seed,
         "steps": steps,
@@ -205,6 +279,7 @@ def generate(
         "height": height,
         "scheduler": scheduler,
         "guidance_scale": guidance,
+        "lora_scale": lora_scale,
     }
     raw.update({k: v for k, v in optional.items() if v is not None})
     try:
@@ -241,7 +316,7 @@ def _run_locally(job, presets_file: Path | None):  # type: ignore[no-untyped-def
         predictor.setup(str(presets_file) if presets_file else None)
 
         def on_progress(step: int, total: int) -> None:
-            progress.update(task, description="denoising", completed=step, total=total)
+            progress.update(task, description="generating", completed=step, total=total)
 
         return predictor.predict(job, on_progress=on_progress)
 

@@ -39,6 +39,9 @@ class JobStore:
         self.db = db
         #: called after a job is queued (the in-process worker's wake-up)
         self.on_submit: list[Callable[[], None]] = []
+        #: called with a running job's id after its cancel was requested (the in-process
+        #: worker stops it at once instead of at its next database poll)
+        self.on_cancel: list[Callable[[str], None]] = []
         self.admission: Admission | None = None
         self._progress_sent: dict[str, float] = {}  # job id → when its last progress event went
 
@@ -129,6 +132,9 @@ class JobStore:
     def request_cancel(self, job_id: str, key_id: str | None = None) -> Job:
         """Cancel a queued job at once; flag a running one for the worker to stop."""
         job = self.get(job_id, key_id)
+        if job.status is JobStatus.RUNNING:  # tell an in-process worker before the write
+            for callback in self.on_cancel:
+                callback(job.id)
         now = time.time()
         with self.db.write() as conn:
             canceled = (
@@ -150,6 +156,9 @@ class JobStore:
                 .where(and_(jobs.c.id == job_id, jobs.c.status == RUNNING))
                 .values(cancel_requested=True)
             )
+        if job.status is JobStatus.QUEUED:  # it may have been claimed in the meantime
+            for callback in self.on_cancel:
+                callback(job.id)
         return self.get(job.id)
 
     # -- worker side ------------------------------------------------------------

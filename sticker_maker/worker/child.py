@@ -67,7 +67,9 @@ def child_main(conn: Connection, cancel: Event, config: dict[str, Any]) -> None:
     predictor = Predictor()
     prepare_error = _prepare(predictor, config)
     try:
-        predictor.setup(config.get("presets_file"), config.get("cache_size", 2))
+        predictor.setup(
+            config.get("presets_file"), config.get("cache_size", 2), config.get("engine_options")
+        )
     except Exception as exc:  # setup errors are reported per job, not fatal here
         setup_error: str | None = f"worker setup failed: {exc}"
     else:

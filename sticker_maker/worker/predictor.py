@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -68,13 +69,21 @@ class Predictor:
     presets: PresetRegistry | None = None
 
     def __init__(self) -> None:
-        self.engine = None  # set by setup()
+        self.engine: Any = None  # an Engine, set by setup()
 
-    def setup(self, presets_file: str | None = None, cache_size: int = 2) -> None:
+    def setup(
+        self,
+        presets_file: str | None = None,
+        cache_size: int = 2,
+        engine_options: dict[str, Any] | None = None,
+    ) -> None:
+        """Read the presets and build the engine (models load on first use, then stay)."""
+        from sticker_maker.engine.options import EngineOptions
         from sticker_maker.engine.pipeline import Engine
 
         registry = load_presets(Path(presets_file) if presets_file else None)
-        self.engine = Engine(registry, cache_size=cache_size)
+        options = EngineOptions(**engine_options) if engine_options else None
+        self.engine = Engine(registry, cache_size=cache_size, options=options)
 
     def predict(
         self,
@@ -88,8 +97,23 @@ class Predictor:
         log = log or (lambda _line: None)
         preset = self.engine.presets.get(job.preset)
         started = time.perf_counter()
+        loads_before = self.engine.loads
+        load_seconds = self.engine.load_seconds
         images = self.engine.generate(job, on_progress=on_progress, should_cancel=should_cancel)
-        log(f"generated {len(images)} image(s) in {time.perf_counter() - started:.2f}s")
+        loaded = [
+            f"{kind} x{count - loads_before.get(kind, 0)}"
+            for kind, count in self.engine.loads.items()
+            if count != loads_before.get(kind, 0)
+        ]
+        if loaded:
+            seconds = self.engine.load_seconds - load_seconds
+            log(f"loaded models ({', '.join(loaded)}) in {seconds:.2f}s")
+        size = f"{images[0].image.width}x{images[0].image.height}" if images else ""
+        log(
+            f"generated {len(images)} image(s) {size}"
+            + (" (upscaled 2x and refined)" if job.upscale else "")
+            + f" in {time.perf_counter() - started:.2f}s"
+        )
         stickers = []
         for generated in images:
             sticker = finishing_steps.finish(generated.image, preset, job.finishing, log)
