@@ -9,7 +9,16 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from sticker_maker import __version__
-from sticker_maker.api import account, admin, errors, files, native, seed_compat, segmind
+from sticker_maker.api import (
+    account,
+    admin,
+    errors,
+    files,
+    finishing,
+    native,
+    seed_compat,
+    segmind,
+)
 from sticker_maker.api.body_limit import BodyLimit
 from sticker_maker.api.services import Services
 from sticker_maker.api.waiting import JobWaiter
@@ -66,11 +75,12 @@ def create_app(
     # an in-process worker wakes waiters directly; without one, read sooner and back off
     app.state.waiter = JobWaiter(svc.jobs, first_poll=1.0 if run_worker else 0.1)
     errors.install(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes, skip=finishing.UPLOAD_PATHS)
     app.include_router(native.router)
     app.include_router(account.router)
     app.include_router(admin.router)
     app.include_router(seed_compat.router)
+    app.include_router(finishing.router)
     app.include_router(files.router)
 
     @app.get("/health", tags=["service"], summary="Liveness")
