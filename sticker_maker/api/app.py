@@ -14,6 +14,7 @@ from sticker_maker.api import (
     admin,
     errors,
     files,
+    finishing,
     metrics,
     native,
     seed_compat,
@@ -87,11 +88,12 @@ def create_app(
     woken = run_worker or svc.db.is_postgres
     app.state.waiter = JobWaiter(svc.jobs, first_poll=1.0 if woken else 0.1)
     errors.install(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes, skip=finishing.UPLOAD_PATHS)
     app.include_router(native.router)
     app.include_router(account.router)
     app.include_router(admin.router)
     app.include_router(seed_compat.router)
+    app.include_router(finishing.router)
     app.include_router(files.router)
     app.include_router(metrics.router)
 

@@ -29,7 +29,16 @@ from sticker_maker.params import validation_errors
 
 log = logging.getLogger("sticker_maker.api")
 
-NATIVE_PREFIXES = ("/v1/jobs", "/v1/account", "/v1/presets", "/v1/keys", "/v1/stickers")
+NATIVE_PREFIXES = (
+    "/v1/jobs",
+    "/v1/account",
+    "/v1/presets",
+    "/v1/keys",
+    "/v1/stickers",
+    "/v1/cutouts",
+    "/v1/splits",
+    "/v1/exports",
+)
 
 
 def api_family(path: str) -> str:

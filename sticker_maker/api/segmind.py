@@ -233,7 +233,8 @@ def _request_job(svc: Services, request_id: str, key: ApiKey) -> Job:
         job.completed_at is not None
         and time.time() - job.completed_at > svc.settings.retention_seconds
     )
-    if expired:
+    # an upload job of the native API (cut-out, split) is no Segmind request
+    if expired or not isinstance(job.input, JobInput):
         raise NotFound(f"Request {request_id} not found")
     return job
 

@@ -30,6 +30,7 @@ from sticker_maker.accounts.webhooks import PROGRESS_EVERY, wants
 from sticker_maker.db import Database, jobs
 from sticker_maker.db.database import DONE_CHANNEL
 from sticker_maker.errors import NotFound
+from sticker_maker.inputs import UploadInput
 from sticker_maker.jobs.models import Job, JobStatus, OutputFile
 from sticker_maker.params import JobInput
 
@@ -38,7 +39,7 @@ _JOB_ID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
 
 #: runs inside the submit transaction before the insert and may raise (limits, credits);
 #: returns extra column values. ``accounts.admission.Admission`` is the one the API sets.
-Admission = Callable[[Connection, str, str, JobInput], dict[str, Any]]
+Admission = Callable[[Connection, str, str, JobInput | UploadInput], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class JobStore:
     def submit(
         self,
         key_id: str,
-        job_input: JobInput,
+        job_input: JobInput | UploadInput,
         *,
         kind: str = "generate",
         webhook: str | None = None,

@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sticker_maker.db.database import JOBS_CHANNEL
 from sticker_maker.db.listener import Listener
@@ -41,7 +41,10 @@ from sticker_maker.metrics import (
     QUEUE_WAIT,
 )
 from sticker_maker.storage import Storage, new_file_name
-from sticker_maker.worker.child import child_main
+from sticker_maker.worker.child import child_main, job_message
+
+if TYPE_CHECKING:
+    from sticker_maker.worker.predictor import Sticker
 
 log = logging.getLogger("sticker_maker.worker")
 
@@ -288,7 +291,7 @@ class Worker:
         child.cancel.set()
 
     def _exchange(self, child: _Child, job: Job) -> None:
-        child.conn.send(("predict", job.id, job.input.model_dump_json()))
+        child.conn.send(job_message(job, self.storage))
         started = last_beat = last_progress = last_cancel_check = time.monotonic()
         pending_progress: tuple[int, int] | None = None
         #: log lines wait here and go out together (one write, not one per line)
@@ -438,21 +441,21 @@ class Worker:
             "it has been restarted. If this repeats, the model may not fit in memory.",
         )
 
-    def _finish(self, job: Job, stickers: list[dict[str, Any]], predict_time: float) -> None:
+    def _finish(self, job: Job, stickers: list[Sticker], predict_time: float) -> None:
         outputs: list[OutputFile] = []
         try:
             for index, sticker in enumerate(stickers):
-                for kind, key in (("image", "image_png"), ("sticker", "sticker_png")):
+                for kind, data, width, height in sticker.files():
                     name = new_file_name("png")
-                    self.storage.put(name, sticker[key])
+                    self.storage.put(name, data)
                     outputs.append(
                         OutputFile(
                             file=name,
                             kind=kind,
                             index=index,
-                            seed=sticker["seed"],
-                            width=sticker["width"],
-                            height=sticker["height"],
+                            seed=sticker.seed,
+                            width=width,
+                            height=height,
                         )
                     )
             owned = self.store.complete(job, outputs, predict_time)
