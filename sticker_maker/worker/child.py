@@ -68,8 +68,14 @@ def _exit_with_parent() -> None:
     then stops this process. On Linux this process also dies when the parent dies, even
     by SIGKILL, so no orphan keeps holding the GPU.
     """
+    import multiprocessing
     import signal
+    import threading
 
+    if multiprocessing.parent_process() is None or threading.current_thread() is not (
+        threading.main_thread()
+    ):
+        return  # not a model process of its own (e.g. run in a thread by a test)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if sys.platform.startswith("linux"):

@@ -3,6 +3,7 @@ the worker registry and the worker's own /metrics."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -72,7 +73,8 @@ def test_worker_lifecycle(cluster: Cluster, presets_file: Path) -> None:
 
     try:
         # 1. SIGTERM with --drain-timeout 0: the running job goes back to the queue,
-        #    with its attempt given back, and the worker leaves the registry.
+        #    with its attempt given back, and the worker leaves the registry. The model
+        #    process gets the SIGTERM too and leaves stopping to the worker.
         b = cluster.worker("worker-b", "--drain-timeout", "0")
         wait_for("worker-b idle", lambda: state("worker-b") == "idle")
         long_job = submit(steps=60)
@@ -80,7 +82,7 @@ def test_worker_lifecycle(cluster: Cluster, presets_file: Path) -> None:
         b.send(signal.SIGSTOP)  # hold the worker so the signal surely lands mid-job
         mid = store.get(long_job.id)
         assert mid.status is JobStatus.RUNNING and mid.progress_step < mid.progress_total
-        b.send(signal.SIGTERM)
+        os.killpg(b.process.pid, signal.SIGTERM)  # the whole group, as systemd does by default
         b.send(signal.SIGCONT)
         wait_for("worker-b to exit", lambda: stopped(b) is not None, 30)
         assert b.process.returncode == 0, b.log.read_text()[-2000:]
