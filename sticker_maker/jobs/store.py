@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: F401  (issue 6)
 
 from sticker_maker.accounts import lifecycle
@@ -31,6 +31,13 @@ _JOB_ID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
 
 #: runs inside the submit transaction before the insert and may raise (limits, credits);
 #: returns extra column values. ``accounts.admission.Admission`` is the one the API sets.
+#: the poll path's statements, built once (SQLAlchemy then reuses their compiled form)
+_JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("id"))
+_KEYS_JOB = _JOB_BY_ID.where(jobs.c.key_id == bindparam("key_id"))
+_AHEAD = select(func.count()).where(
+    and_(jobs.c.status == QUEUED, jobs.c.created_at < bindparam("created_at"))
+)
+
 Admission = Callable[[Connection, str, str, JobInput | UploadInput], dict[str, Any]]
 
 
@@ -99,13 +106,24 @@ class JobStore:
 
     def get(self, job_id: str, key_id: str | None = None) -> Job:
         """The job, or :class:`NotFound` (also when it belongs to another key)."""
+        with self.db.read() as conn:
+            return self._get(conn, job_id, key_id)
+
+    def get_with_position(self, job_id: str, key_id: str | None = None) -> tuple[Job, int | None]:
+        """The job and, while it is queued, its queue position (one read transaction)."""
+        with self.db.read() as conn:
+            job = self._get(conn, job_id, key_id)
+            if job.status is not JobStatus.QUEUED:
+                return job, None
+            return job, self._position(conn, job)
+
+    def _get(self, conn: Connection, job_id: str, key_id: str | None) -> Job:
         if not _JOB_ID.match(job_id):
             raise NotFound(f"job {job_id[:64]!r} not found")
-        query = select(jobs).where(jobs.c.id == job_id)
-        if key_id is not None:
-            query = query.where(jobs.c.key_id == key_id)
-        with self.db.read() as conn:
-            row = conn.execute(query).mappings().first()
+        if key_id is None:
+            row = conn.execute(_JOB_BY_ID, {"id": job_id}).mappings().first()
+        else:
+            row = conn.execute(_KEYS_JOB, {"id": job_id, "key_id": key_id}).mappings().first()
         if row is None:
             raise NotFound(f"job {job_id} not found")
         return Job.from_row(row)
@@ -123,14 +141,11 @@ class JobStore:
     def queue_position(self, job: Job) -> int:
         """How many queued jobs are ahead of this one (0 = next)."""
         with self.db.read() as conn:
-            return int(
-                conn.execute(
-                    select(func.count()).where(
-                        and_(jobs.c.status == QUEUED, jobs.c.created_at < job.created_at)
-                    )
-                ).scalar()
-                or 0
-            )
+            return self._position(conn, job)
+
+    @staticmethod
+    def _position(conn: Connection, job: Job) -> int:
+        return int(conn.execute(_AHEAD, {"created_at": job.created_at}).scalar() or 0)
 
     def request_cancel(self, job_id: str, key_id: str | None = None) -> Job:
         """Cancel a queued job at once; flag a running one for the worker to stop."""
