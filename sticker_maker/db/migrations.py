@@ -85,9 +85,15 @@ def _0002_accounts(conn: Connection) -> None:
         )
 
 
+def _0007_batching(conn: Connection) -> None:
+    add_column(conn, "jobs", "billed_time", "FLOAT")
+    add_column(conn, "jobs", "batch_key", "VARCHAR(400)")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "keys, jobs, ledger", _0001_initial),
     (2, "accounts: credits, limits, files, idempotency, webhooks", _0002_accounts),
+    (7, "batching: jobs.batch_key, jobs.billed_time (share of a shared call)", _0007_batching),
 ]
 
 

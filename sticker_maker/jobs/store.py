@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: F401  (issue 6)
 
 from sticker_maker.accounts import lifecycle
@@ -24,7 +24,7 @@ from sticker_maker.db import Database, jobs
 from sticker_maker.errors import NotFound
 from sticker_maker.inputs import UploadInput
 from sticker_maker.jobs.models import Job, JobStatus, OutputFile
-from sticker_maker.params import JobInput
+from sticker_maker.params import JobInput, batch_key_text
 
 QUEUED, RUNNING = JobStatus.QUEUED.value, JobStatus.RUNNING.value
 _JOB_ID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
@@ -36,6 +36,32 @@ _JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("id"))
 _KEYS_JOB = _JOB_BY_ID.where(jobs.c.key_id == bindparam("key_id"))
 _AHEAD = select(func.count()).where(
     and_(jobs.c.status == QUEUED, jobs.c.created_at < bindparam("created_at"))
+)
+
+#: the claim's candidates: the oldest queued job, or it and the oldest queued jobs with
+#: its batch key (SKIP LOCKED: concurrent PostgreSQL claimers take different rows)
+_OLDEST = (
+    select(jobs.c.id)
+    .where(jobs.c.status == QUEUED)
+    .order_by(jobs.c.created_at)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+_OLDEST_KEY = (
+    select(jobs.c.batch_key).where(jobs.c.status == QUEUED).order_by(jobs.c.created_at).limit(1)
+)
+_BATCH = (
+    select(jobs.c.id)
+    .where(
+        jobs.c.status == QUEUED,
+        or_(
+            jobs.c.id == _OLDEST.scalar_subquery(),
+            jobs.c.batch_key == _OLDEST_KEY.scalar_subquery(),
+        ),
+    )
+    .order_by(jobs.c.created_at)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
 )
 
 Admission = Callable[[Connection, str, str, JobInput | UploadInput], dict[str, Any]]
@@ -83,6 +109,7 @@ class JobStore:
             "cancel_requested": False,
             "created_at": now,
             "webhook": webhook,
+            "batch_key": batch_key_text(job_input) if isinstance(job_input, JobInput) else None,
         }
         with self.db.write() as conn:
             if self.admission is not None:
@@ -185,18 +212,16 @@ class JobStore:
 
     def claim_next(self, worker_id: str) -> Job | None:
         """Move the oldest queued job to running for ``worker_id``; None if the queue is empty."""
+        claimed = self.claim_batch(worker_id, 1)
+        return claimed[0] if claimed else None
+
+    def claim_batch(self, worker_id: str, limit: int) -> list[Job]:
+        """Claim the oldest queued job and up to ``limit - 1`` more that can share its
+        model call (same ``batch_key``), oldest first, in one statement."""
         now = time.time()
-        oldest = (
-            select(jobs.c.id)
-            .where(jobs.c.status == QUEUED)
-            .order_by(jobs.c.created_at)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
-        )
         claim = (
             update(jobs)
-            .where(and_(jobs.c.id == oldest, jobs.c.status == QUEUED))
+            .where(jobs.c.id.in_(_BATCH if limit > 1 else _OLDEST), jobs.c.status == QUEUED)
             .values(
                 status=RUNNING,
                 worker_id=worker_id,
@@ -208,10 +233,10 @@ class JobStore:
             .returning(*jobs.c)
         )
         with self.db.write() as conn:
-            row = conn.execute(claim).mappings().first()
-            if row is not None:
+            rows = conn.execute(claim, {"limit": limit}).mappings().all()
+            for row in rows:
                 lifecycle.job_started(conn, row)
-        return Job.from_row(row) if row else None
+        return sorted((Job.from_row(r) for r in rows), key=lambda j: j.created_at)
 
     def _fenced(self, job: Job):  # type: ignore[no-untyped-def]
         return and_(jobs.c.id == job.id, jobs.c.attempt == job.attempt, jobs.c.status == RUNNING)
@@ -251,12 +276,23 @@ class JobStore:
                 conn.execute(select(jobs.c.cancel_requested).where(jobs.c.id == job.id)).scalar()
             )
 
-    def complete(self, job: Job, output: list[OutputFile], predict_time: float) -> bool:
-        """Mark succeeded with outputs. False (and nothing written) if fenced out."""
+    def complete(
+        self,
+        job: Job,
+        output: list[OutputFile],
+        predict_time: float,
+        billed_time: float | None = None,
+    ) -> bool:
+        """Mark succeeded with outputs. False (and nothing written) if fenced out.
+
+        ``billed_time``: a batched job's share of the shared model call (billed instead
+        of ``predict_time``, which stays the time the model took to give its images).
+        """
         return self._finish(
             job,
             JobStatus.SUCCEEDED,
             predict_time=predict_time,
+            billed_time=billed_time,
             output=json.dumps([o.to_dict() for o in output]),
         )
 
