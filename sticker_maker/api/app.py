@@ -50,6 +50,7 @@ def create_app(
                 cache_size=settings.pipeline_cache_size,
                 engine_options=settings.engine.to_dict(),
                 poll_interval=settings.poll_interval,
+                max_batch=settings.max_batch or None,
             )
             svc.jobs.on_submit.append(worker.wake)
             svc.jobs.on_cancel.append(worker.cancel)

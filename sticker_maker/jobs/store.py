@@ -276,6 +276,19 @@ class JobStore:
                 conn.execute(select(jobs.c.cancel_requested).where(jobs.c.id == job.id)).scalar()
             )
 
+    def cancel_requested_among(self, among: list[Job]) -> set[str]:
+        """The ids of ``among`` whose cancel was requested (one read for a whole batch)."""
+        if not among:
+            return set()
+        with self.db.read() as conn:
+            return set(
+                conn.execute(
+                    select(jobs.c.id).where(
+                        jobs.c.id.in_([j.id for j in among]), jobs.c.cancel_requested
+                    )
+                ).scalars()
+            )
+
     def complete(
         self,
         job: Job,
