@@ -253,6 +253,27 @@ class JobStore:
                 lifecycle.job_progressed(conn, job.id)
         return result.rowcount == 1
 
+    def record_progress_many(self, updates: list[tuple[Job, int, int, str]]) -> set[str]:
+        """Progress (a heartbeat) and new log lines for several running jobs in one write
+        transaction, each fenced on its own id + attempt. The ids no longer ours."""
+        lost = set()
+        now = time.time()
+        with self.db.write() as conn:
+            for job, step, total, lines in updates:
+                values: dict[str, Any] = {
+                    "progress_step": step,
+                    "progress_total": total,
+                    "heartbeat_at": now,
+                }
+                if lines:
+                    values["logs"] = jobs.c.logs + lines
+                result = conn.execute(update(jobs).where(self._fenced(job)).values(**values))
+                if result.rowcount != 1:
+                    lost.add(job.id)
+                elif self._progress_event_due(job):
+                    lifecycle.job_progressed(conn, job.id)
+        return lost
+
     def _progress_event_due(self, job: Job) -> bool:
         if not wants(job.webhook, "progress"):
             return False
@@ -295,22 +316,26 @@ class JobStore:
         output: list[OutputFile],
         predict_time: float,
         billed_time: float | None = None,
+        logs: str = "",
     ) -> bool:
         """Mark succeeded with outputs. False (and nothing written) if fenced out.
 
         ``billed_time``: a batched job's share of the shared model call (billed instead
         of ``predict_time``, which stays the time the model took to give its images).
         """
+        extra = {"logs": jobs.c.logs + logs} if logs else {}
         return self._finish(
             job,
             JobStatus.SUCCEEDED,
             predict_time=predict_time,
             billed_time=billed_time,
             output=json.dumps([o.to_dict() for o in output]),
+            **extra,
         )
 
-    def fail(self, job: Job, error: str, predict_time: float | None = None) -> bool:
-        return self._finish(job, JobStatus.FAILED, predict_time=predict_time, error=error)
+    def fail(self, job: Job, error: str, predict_time: float | None = None, logs: str = "") -> bool:
+        extra = {"logs": jobs.c.logs + logs} if logs else {}
+        return self._finish(job, JobStatus.FAILED, predict_time=predict_time, error=error, **extra)
 
     def mark_canceled(self, job: Job, predict_time: float | None = None) -> bool:
         return self._finish(

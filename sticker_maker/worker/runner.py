@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -90,8 +90,14 @@ class _Running:
     step: int = 0
     total: int = 0
     pending: tuple[int, int] | None = None
-    last_progress: float = 0.0
     signalled_at: int | None = None
+    #: log lines not written yet (they go with the next progress write or the end)
+    lines: list[str] = field(default_factory=list)
+
+    def take_lines(self) -> str:
+        text = "".join(line + "\n" for line in self.lines)
+        self.lines = []
+        return text
 
 
 class Worker:
@@ -267,6 +273,7 @@ class Worker:
     def _exchange(self, child: _Child, items: list[tuple[Any, ...]]) -> None:
         child.conn.send(("batch", items))
         started = last_beat = last_cancel_check = time.monotonic()
+        last_flush = float("-inf")
         conn: Connection = child.conn
         while True:  # until the model process says the batch is over
             now = time.monotonic()
@@ -281,7 +288,13 @@ class Worker:
                 _, job_id, inner = message
                 running = self._running.get(job_id)
                 if running is not None:
-                    self._handle(child, running, inner, now)
+                    self._handle(child, running, inner)
+                caught_up = not conn.poll(0)  # then write what is due, for all jobs at once
+                if caught_up and (
+                    now - last_flush >= self.progress_interval or self._final_pending()
+                ):
+                    self._flush(child)
+                    last_flush = last_beat = now
                 continue
             if not child.proc.is_alive():
                 self._crashed(child)
@@ -292,12 +305,11 @@ class Worker:
                 for running in list(self._running.values()):
                     if self._stop.is_set() or running.job.id in wanted:
                         self._signal_cancel(child, running)
-            if now - last_beat >= self.heartbeat_interval:
-                for running in list(self._running.values()):
-                    step, total = running.pending or (running.step, running.total)
-                    if not self.store.record_progress(running.job, step, total):
-                        child.flags[running.slot] = 1  # the job was taken from us
-                last_beat = now
+            if now - last_beat >= self.heartbeat_interval or (
+                now - last_flush >= self.progress_interval and self._anything_pending()
+            ):
+                self._flush(child, everyone=now - last_beat >= self.heartbeat_interval)
+                last_flush = last_beat = now
             if now - started > self.job_timeout:
                 child.proc.kill()
                 child.proc.join(5)
@@ -311,43 +323,57 @@ class Worker:
         for running in list(self._running.values()):  # ended without a word about them
             self.store.fail(running.job, "the model process did not finish this job")
 
-    def _handle(
-        self, child: _Child, running: _Running, message: tuple[Any, ...], now: float
-    ) -> None:
-        """One message about one job of the batch."""
+    def _final_pending(self) -> bool:
+        return any(r.pending and r.pending[0] >= r.pending[1] for r in self._running.values())
+
+    def _anything_pending(self) -> bool:
+        return any(r.pending or r.lines for r in self._running.values())
+
+    def _flush(self, child: _Child, *, everyone: bool = False) -> None:
+        """Write the batch's progress and log lines in one transaction (also a heartbeat
+        with ``everyone``); a job no longer ours is stopped."""
+        updates = []
+        for running in self._running.values():
+            if running.pending or running.lines or everyone:
+                step, total = running.pending or (running.step, running.total)
+                updates.append((running.job, step, total, running.take_lines()))
+                running.pending = None
+        if not updates:
+            return
+        for job_id in self.store.record_progress_many(updates):
+            lost = self._running.get(job_id)
+            if lost is not None:
+                child.flags[lost.slot] = 1  # the job was taken from us (lease lost)
+
+    def _handle(self, child: _Child, running: _Running, message: tuple[Any, ...]) -> None:
+        """One message about one job of the batch (writes wait for :meth:`_flush`)."""
         job = running.job
         kind = message[0]
         if kind == "progress":
             running.pending = (message[1], message[2])
             running.step, running.total = message[1], message[2]
-            final = message[1] >= message[2]
-            if final or now - running.last_progress >= self.progress_interval:
-                if not self.store.record_progress(job, *running.pending):
-                    child.flags[running.slot] = 1  # the job was taken from us (lease lost)
-                running.pending, running.last_progress = None, now
             return
         if kind == "log":
-            self.store.append_log(job, message[1])
+            running.lines.append(message[1])
             return
         del self._running[job.id]
         if kind == "done":
             billed = message[3] if len(message) > 3 else None
-            self._finish(job, message[1], message[2], billed)
+            self._finish(job, message[1], message[2], billed, running.take_lines())
         elif kind == "canceled":
             self._canceled(running, message[1])
         elif kind == "error":
-            self.store.fail(job, message[1], message[2] or None)
+            self.store.fail(job, message[1], message[2] or None, running.take_lines())
 
     def _canceled(self, running: _Running, predict_time: float) -> None:
         """Record where the job stopped, then mark it canceled."""
         job, step, total = running.job, running.step, running.total
-        self.store.record_progress(job, step, total)
         if running.signalled_at is not None:
-            self.store.append_log(
-                job,
+            running.lines.append(
                 f"canceled at step {step}/{total} "
-                f"(the cancel reached the model process at step {running.signalled_at})",
+                f"(the cancel reached the model process at step {running.signalled_at})"
             )
+        self.store.record_progress_many([(job, step, total, running.take_lines())])
         self.store.mark_canceled(job, predict_time)
 
     def _crashed(self, child: _Child) -> None:
@@ -359,6 +385,8 @@ class Worker:
                 running.job,
                 f"the model process exited unexpectedly (exit code {code}) while running this "
                 "job; it has been restarted. If this repeats, the model may not fit in memory.",
+                None,
+                running.take_lines(),
             )
         self._running = {}
 
@@ -368,6 +396,7 @@ class Worker:
         stickers: list[Sticker],
         predict_time: float,
         billed_time: float | None = None,
+        logs: str = "",
     ) -> None:
         outputs: list[OutputFile] = []
         for index, sticker in enumerate(stickers):
@@ -384,7 +413,7 @@ class Worker:
                         height=height,
                     )
                 )
-        if not self.store.complete(job, outputs, predict_time, billed_time):
+        if not self.store.complete(job, outputs, predict_time, billed_time, logs):
             # Fenced out: another attempt owns this job now. Leave no orphan files.
             for output in outputs:
                 self.storage.delete(output.file)
