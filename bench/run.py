@@ -32,10 +32,12 @@ def _overhead() -> list[dict[str, Any]]:
     import overhead  # type: ignore[import-not-found]
 
     out = []
-    for r in overhead.job_overhead((1, 8, 32), jobs=40, max_batch=8):
+    runs = [(r, 1) for r in overhead.job_overhead((1, 8), jobs=40, max_batch=1)]
+    runs += [(r, 8) for r in overhead.job_overhead((1, 8, 32), jobs=40, max_batch=8)]
+    for r, bound in runs:
         c = r["concurrency"]
-        setting = f"tiny model, {c} concurrent users (Prefer: wait), --max-batch 8"
-        target = "target p50 <= 30, p99 <= 150" if c == 8 else ""
+        setting = f"tiny model, {c} concurrent users (Prefer: wait), --max-batch {bound}"
+        target = "target p50 <= 30, p99 <= 150" if c == 8 and bound > 1 else ""
         out += [
             _row("overhead", setting, r["p50_ms"], "ms p50", target),
             _row("overhead", setting, r["p95_ms"], "ms p95"),
