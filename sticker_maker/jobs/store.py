@@ -219,9 +219,16 @@ class JobStore:
         """Claim the oldest queued job and up to ``limit - 1`` more that can share its
         model call (same ``batch_key``), oldest first, in one statement."""
         now = time.time()
+        # a materialised CTE: PostgreSQL runs the locking pick once (as ``IN (subquery)``
+        # it may re-run it per row and claim more than ``limit``)
+        picked = (
+            (_BATCH if limit > 1 else _OLDEST)
+            .cte("picked")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
+        )
         claim = (
             update(jobs)
-            .where(jobs.c.id.in_(_BATCH if limit > 1 else _OLDEST), jobs.c.status == QUEUED)
+            .where(jobs.c.id.in_(select(picked.c.id)), jobs.c.status == QUEUED)
             .values(
                 status=RUNNING,
                 worker_id=worker_id,

@@ -108,7 +108,7 @@ class Worker:
     small cost in latency, and 1 elsewhere: on a CPU a real SDXL step is compute-bound,
     so a batch of N takes about N times as long and only delays the first job.
     ``batch_wait``: after a wake-up, how long the queue must stay quiet (no new submit)
-    before claiming, so jobs submitted together are claimed together; at most 4x that.
+    before claiming, so jobs submitted together are claimed together; at most 10x that.
     """
 
     def __init__(
@@ -221,9 +221,9 @@ class Worker:
                 self._running = {}
 
     def _gather(self, limit: int) -> None:
-        """Wait until no submit arrived for ``batch_wait`` (at most 4x that, or ``limit``
+        """Wait until no submit arrived for ``batch_wait`` (at most 10x that, or ``limit``
         submits), so that jobs sent together share one call."""
-        deadline = time.monotonic() + 4 * self.batch_wait
+        deadline = time.monotonic() + 10 * self.batch_wait
         seen = 1
         while seen < limit and self._wake.wait(
             max(0.0, min(self.batch_wait, deadline - time.monotonic()))

@@ -4,7 +4,10 @@ with their own seeds, outputs, pixels (as alone) and bills (their share of the c
 from __future__ import annotations
 
 import io
+import os
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +22,31 @@ from sticker_maker.jobs import Job
 from sticker_maker.params import parse_request, resolve
 
 PRICE = 0.5
+PG = os.environ.get("STICKER_MAKER_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 
 
-def _services(tmp_path: Path, presets: Path | None = None) -> Services:
-    return Services.build(Settings.load(tmp_path / "home", presets=presets))
+def _services(tmp_path: Path, presets: Path | None = None, url: str | None = None) -> Services:
+    return Services.build(Settings.load(tmp_path / "home", presets=presets, database_url=url))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """SQLite in the test's home, or a fresh PostgreSQL database (skipped if none runs)."""
+    if request.param == "sqlite":
+        yield None
+        return
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(f"{PG}/test", autocommit=True, connect_timeout=2)
+    except psycopg.Error:
+        pytest.skip("no PostgreSQL server to test against")
+    name = f"sm_batch_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{PG}/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
 
 
 def _submit(svc: Services, key_id: str, **fields: Any) -> Job:
@@ -30,8 +54,10 @@ def _submit(svc: Services, key_id: str, **fields: Any) -> Job:
     return svc.jobs.submit(key_id, resolve(parse_request(body), svc.presets))
 
 
-def test_claim_takes_the_oldest_job_and_its_batch_mates_only(tmp_path: Path) -> None:
-    svc = _services(tmp_path)
+def test_claim_takes_the_oldest_job_and_its_batch_mates_only(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    svc = _services(tmp_path, url=database_url)
     key = svc.keys.create(credits=1000).key.id
     first = _submit(svc, key, seed=1)
     other_size = _submit(svc, key, seed=2, width=128)
@@ -50,6 +76,7 @@ def test_claim_takes_the_oldest_job_and_its_batch_mates_only(tmp_path: Path) -> 
     stale = claimed[0]
     assert svc.jobs.complete(stale, [], 0.1, 0.05)
     assert not svc.jobs.complete(stale, [], 0.1, 0.05)
+    svc.db.dispose()
 
 
 @pytest.fixture(scope="module")
