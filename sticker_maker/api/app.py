@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from sticker_maker import __version__
-from sticker_maker.api import errors, files, native, seed_compat
+from sticker_maker.api import errors, files, native, seed_compat, web
 from sticker_maker.api.services import Services
 from sticker_maker.config import Settings
 
@@ -60,4 +60,5 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
+    app.include_router(web.router)  # last: the page and its assets never shadow an API route
     return app
