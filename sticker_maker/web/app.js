@@ -235,7 +235,9 @@ async function onGenerate(event) {
   }
   savePrefs();
   const body = generateBody();
-  await runJob(() => api("v1/jobs", { method: "POST", json: body }), generateFieldMap());
+  await runJob(() => api("v1/jobs", { method: "POST", json: body }), generateFieldMap(), {
+    tiles: body.samples,
+  });
 }
 
 async function onUpload(event) {
@@ -268,7 +270,7 @@ async function splitOutput(job, output) {
   clearError();
   const source =
     (job.output || []).find((o) => o.kind === "image" && o.index === output.index) || output;
-  status.start("Sending the sheet…");
+  status.start("Sending the sheet…", 3);
   let blob;
   try {
     const response = await fetch(source.url);
@@ -320,14 +322,14 @@ function startCooldown(seconds) {
   tick();
 }
 
-async function runJob(submit, fieldMap, { notFound } = {}) {
+async function runJob(submit, fieldMap, { notFound, tiles = 1 } = {}) {
   if (!keyStore.get()) {
     showAlert("Enter your API key first.", "It is stored only in this browser.");
     askForKey();
     return;
   }
   setBusy(true);
-  status.start("Sending…");
+  status.start("Sending…", tiles);
   let job;
   try {
     job = await submit();
@@ -419,7 +421,7 @@ async function openJob(job) {
     batch.focus({ preventScroll: true });
     batch.scrollIntoView({ behavior: "smooth", block: "start" });
   } else if (!TERMINAL.has(job.status) && !isBusy()) {
-    await runJob(async () => job, {});
+    await runJob(async () => job, {}, { tiles: job.input?.samples || 1 });
   } else if (job.status === "failed") {
     showAlert("That job failed.", job.error || "");
   } else {
@@ -493,8 +495,19 @@ function main() {
   $("generate-form").addEventListener("submit", onGenerate);
   $("upload-form").addEventListener("submit", onUpload);
   $("preset").addEventListener("change", fillSizes);
+  let lastSize = $("size").value;
   $("size").addEventListener("change", () => {
-    $("custom-size").hidden = $("size").value !== "custom";
+    const size = $("size").value;
+    if (size === "custom") {
+      // start from the size that was chosen
+      const preset = presets.find((p) => p.name === $("preset").value) || {};
+      const [w, h] =
+        lastSize === "default" ? [preset.width || 1024, preset.height || 1024] : lastSize.split("x");
+      $("width").value = String(w);
+      $("height").value = String(h);
+    }
+    $("custom-size").hidden = size !== "custom";
+    lastSize = size;
   });
   $("seed-dice").addEventListener("click", () => {
     $("seed").value = String(crypto.getRandomValues(new Uint32Array(1))[0]);
@@ -510,7 +523,8 @@ function main() {
   // an open export menu closes when anything else is clicked
   document.addEventListener("click", (event) => {
     for (const menu of document.querySelectorAll("details.export-menu[open]")) {
-      if (!menu.contains(event.target)) menu.open = false;
+      // (a click on the menu's own backdrop lands on the <details> itself)
+      if (!menu.contains(event.target) || event.target === menu) menu.open = false;
     }
   });
   document.body.classList.add("ready");

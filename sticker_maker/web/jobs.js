@@ -59,9 +59,20 @@ export class StatusPanel {
     this.phase = "";
   }
 
-  start(text) {
+  /** Show the panel with `tiles` stand-ins for the stickers, which sharpen as steps pass. */
+  start(text, tiles = 1) {
     this.phase = "";
     this.box.hidden = false;
+    const forming = $("forming");
+    forming.replaceChildren(
+      ...Array.from({ length: tiles }, () => {
+        const tile = document.createElement("div");
+        tile.className = "forming-tile checker";
+        tile.append(document.createElement("span"));
+        return tile;
+      }),
+    );
+    forming.style.setProperty("--p", "0");
     this.box.classList.remove("is-error");
     this.cancel.hidden = false;
     this.cancel.disabled = false;
@@ -69,6 +80,7 @@ export class StatusPanel {
     this.bar.hidden = false;
     this.bar.removeAttribute("value"); // indeterminate
     announce(text);
+    this.box.scrollIntoView({ behavior: "smooth", block: "nearest" });
   }
 
   show(job) {
@@ -76,6 +88,7 @@ export class StatusPanel {
     this.text.textContent = p.text;
     if (p.value === null) this.bar.removeAttribute("value");
     else this.bar.value = p.value;
+    $("forming").style.setProperty("--p", String(p.value ?? 0));
     // read out changes of phase and queue position, not every step
     const said = p.phase === "queued" ? p.text : p.phase;
     if (said !== this.phase) {
