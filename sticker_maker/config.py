@@ -7,8 +7,9 @@ One variable moves all state: ``STICKER_MAKER_HOME`` (or ``--home``). Under it:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 ENV_HOME = "STICKER_MAKER_HOME"
 ENV_PRESETS = "STICKER_MAKER_PRESETS"
@@ -38,9 +39,34 @@ class Settings:
     pipeline_cache_size: int = 2
     #: seconds between queue polls when no in-process wake-up arrives
     poll_interval: float = 1.0
-    #: seconds after completion before jobs and files are deleted
+    #: seconds after completion before jobs, their inputs and files are deleted
     retention_seconds: float = 3600.0
     extra: dict[str, str] = field(default_factory=dict)
+    # -- accounts and protection (each also STICKER_MAKER_<NAME>, e.g. _MAX_QUEUE_DEPTH) --
+    #: seconds between retention sweeps (deleting expired jobs, files, idempotency keys)
+    sweep_interval: float = 60.0
+    #: per key: authenticated requests of any kind per minute
+    requests_per_minute: int = 3000
+    #: per key: job submissions per minute
+    submits_per_minute: int = 120
+    #: per key: jobs queued or running at once
+    max_active_jobs: int = 20
+    #: whole service: queued jobs; beyond it submits get 503
+    max_queue_depth: int = 1000
+    #: largest request body accepted (bytes); larger gets 413
+    max_request_bytes: int = 8 * 1024 * 1024  # = bounds.MAX_REQUEST_BYTES
+    #: credit reservation: seconds of fixed overhead per job (text encoders, cut-out, saving)
+    estimate_base_seconds: float = 30.0
+    #: credit reservation: seconds per denoising step of one 1024x1024 image (see README)
+    estimate_step_seconds: float = 1.0
+    #: webhooks: networks (CIDR, comma-separated in the env var) allowed although private
+    webhook_allow_networks: tuple[str, ...] = ()
+    #: webhooks: seconds per delivery attempt (connect + send + read)
+    webhook_timeout: float = 10.0
+    #: webhooks: attempts before a delivery is given up
+    webhook_max_attempts: int = 8
+    #: webhooks: first retry delay in seconds; doubles each attempt (capped at one hour)
+    webhook_backoff: float = 5.0
 
     @classmethod
     def load(
@@ -50,8 +76,13 @@ class Settings:
         presets: Path | str | None = None,
         database_url: str | None = None,
         public_url: str | None = None,
+        **overrides: Any,
     ) -> Settings:
-        """Flags first, then environment variables, then defaults."""
+        """Flags first, then environment variables, then defaults.
+
+        ``overrides`` are other fields by name (``max_queue_depth=10``); ``None`` means
+        "not given". Each tunable field also reads ``STICKER_MAKER_<FIELD>``.
+        """
         home_path = Path(home).expanduser() if home else default_home()
         presets_env = os.environ.get(ENV_PRESETS)
         presets_path = Path(presets) if presets else (Path(presets_env) if presets_env else None)
@@ -66,8 +97,69 @@ class Settings:
             storage_dir=home_path / "files",
             presets_file=presets_path,
             public_url=public_url or os.environ.get(ENV_PUBLIC_URL) or None,
+            **_tunables(overrides),
         )
 
     def ensure_dirs(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         self.storage_dir.mkdir(parents=True, exist_ok=True)
+
+
+#: fields settable by keyword or ``STICKER_MAKER_<NAME>`` (the rest have their own flags)
+TUNABLE = (
+    "pipeline_cache_size",
+    "poll_interval",
+    "retention_seconds",
+    "sweep_interval",
+    "requests_per_minute",
+    "submits_per_minute",
+    "max_active_jobs",
+    "max_queue_depth",
+    "max_request_bytes",
+    "estimate_base_seconds",
+    "estimate_step_seconds",
+    "webhook_allow_networks",
+    "webhook_timeout",
+    "webhook_max_attempts",
+    "webhook_backoff",
+)
+
+
+def _tunables(overrides: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(overrides) - set(TUNABLE))
+    if unknown:
+        raise TypeError(f"unknown setting(s): {', '.join(unknown)}")
+    types = {f.name: f.type for f in fields(Settings)}
+    values: dict[str, Any] = {}
+    for name in TUNABLE:
+        value = overrides.get(name)
+        if value is None:
+            value = os.environ.get(f"STICKER_MAKER_{name.upper()}") or None
+        if value is None:
+            continue
+        values[name] = _convert(name, str(types[name]), value)
+    return values
+
+
+def _convert(name: str, type_name: str, value: Any) -> Any:
+    from sticker_maker.errors import InvalidInput
+
+    try:
+        if type_name.startswith("tuple"):  # CIDR networks
+            import ipaddress
+
+            items = value.split(",") if isinstance(value, str) else list(value)
+            networks = tuple(str(i).strip() for i in items if str(i).strip())
+            for net in networks:
+                ipaddress.ip_network(net, strict=False)
+            return networks
+        result = int(value) if type_name == "int" else float(value)
+    except (TypeError, ValueError):
+        kind = "comma-separated CIDR networks" if type_name.startswith("tuple") else "a number"
+        raise InvalidInput(
+            f"setting {name} (env STICKER_MAKER_{name.upper()}) must be {kind}, got {value!r}",
+            name,
+        ) from None
+    if result < 0:
+        raise InvalidInput(f"setting {name} must be ≥ 0, got {value!r}", name)
+    return result

@@ -13,6 +13,8 @@ PermissionDenied          403     a user key calling an admin route
 NotFound                  404     unknown (or not yours, or expired) job / file
 Conflict                  409     the request clashes with current state
 InsufficientCredits       406     balance below the job's reserved cost
+PayloadTooLarge           413     request body over ``max_request_bytes``
+IdempotencyMismatch       422     an Idempotency-Key reused with another body
 RateLimited               429     per-key limits; carries ``retry_after``
 ServiceBusy               503     global queue full; carries ``retry_after``
 ModelUnavailable          (job)   weights cannot be loaded: fails the job
@@ -81,6 +83,16 @@ class InsufficientCredits(StickerMakerError):
 class Conflict(StickerMakerError):
     status = 409
     code = "conflict"
+
+
+class PayloadTooLarge(StickerMakerError):
+    status = 413
+    code = "payload_too_large"
+
+
+class IdempotencyMismatch(StickerMakerError):
+    status = 422
+    code = "idempotency_key_reused"
 
 
 class RateLimited(StickerMakerError):

@@ -30,7 +30,7 @@ class GenerationRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
-    preset: str = "sticker-maker"
+    preset: str = Field(default="sticker-maker", max_length=200)
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT)
     negative_prompt: str = Field(default="", max_length=MAX_PROMPT)
     width: Side | None = None
@@ -49,6 +49,17 @@ class GenerationRequest(BaseModel):
     def _known_scheduler(cls, value: str | None) -> str | None:
         if value is not None and value not in SCHEDULER_NAMES:
             raise ValueError(f"unknown scheduler {value!r}; allowed: {', '.join(SCHEDULER_NAMES)}")
+        return value
+
+    @field_validator("preset", "prompt", "negative_prompt")
+    @classmethod
+    def _storable_text(cls, value: str) -> str:
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must be valid Unicode text (no lone surrogates)") from None
         return value
 
     @field_validator("prompt")

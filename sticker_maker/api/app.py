@@ -9,19 +9,26 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from sticker_maker import __version__
-from sticker_maker.api import errors, files, native, seed_compat, web
+from sticker_maker.api import account, admin, errors, files, native, seed_compat, web
+from sticker_maker.api.body_limit import BodyLimit
 from sticker_maker.api.services import Services
 from sticker_maker.config import Settings
 
 log = logging.getLogger("sticker_maker.api")
 
 
-def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
-    """Build the app. With ``run_worker`` the lifespan starts an in-process worker."""
+def create_app(
+    settings: Settings, *, run_worker: bool = True, run_background: bool = True
+) -> FastAPI:
+    """Build the app. With ``run_worker`` the lifespan starts an in-process worker;
+    with ``run_background`` the retention sweeper and the webhook sender."""
     svc = Services.build(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        background = _background(svc) if run_background else []
+        for thread in background:
+            thread.start()
         worker = None
         if run_worker:
             from sticker_maker.worker import Worker
@@ -41,6 +48,8 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
         finally:
             if worker is not None:
                 worker.stop()
+            for thread in background:
+                thread.stop()
             svc.db.dispose()
 
     app = FastAPI(
@@ -52,7 +61,10 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
     )
     app.state.services = svc
     errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.include_router(native.router)
+    app.include_router(account.router)
+    app.include_router(admin.router)
     app.include_router(seed_compat.router)
     app.include_router(files.router)
 
@@ -62,3 +74,24 @@ def create_app(settings: Settings, *, run_worker: bool = True) -> FastAPI:
 
     app.include_router(web.router)  # last: the page and its assets never shadow an API route
     return app
+
+
+def _background(svc: Services) -> list:  # type: ignore[type-arg]
+    """The retention sweeper and the webhook sender (each a daemon thread)."""
+    from sticker_maker.accounts.retention import Sweeper
+    from sticker_maker.accounts.webhook_sender import WebhookSender
+    from sticker_maker.api.render import job_body
+    from sticker_maker.jobs import Job
+
+    settings = svc.settings
+    return [
+        Sweeper(svc.db, svc.storage, settings.retention_seconds, settings.sweep_interval),
+        WebhookSender(
+            svc.db,
+            lambda row, root: job_body(Job.from_row(row), root),
+            allow_networks=settings.webhook_allow_networks,
+            timeout=settings.webhook_timeout,
+            max_attempts=settings.webhook_max_attempts,
+            backoff=settings.webhook_backoff,
+        ),
+    ]

@@ -8,6 +8,9 @@
 from __future__ import annotations
 
 import logging
+import math
+import time
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -52,12 +55,22 @@ def error_body(family: str, exc: StickerMakerError) -> dict[str, Any]:
     return {"error": body}
 
 
-def error_response(request: Request, exc: StickerMakerError) -> JSONResponse:
+def error_headers(family: str, exc: StickerMakerError) -> dict[str, str]:
+    """``Retry-After`` (whole seconds, rounded up) on 429/503; Segmind's reset time on 429."""
     headers: dict[str, str] = {}
     if isinstance(exc, RateLimited | ServiceBusy):
-        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+        wait = max(1, math.ceil(exc.retry_after))
+        headers["Retry-After"] = str(wait)
+        if family == "segmind" and isinstance(exc, RateLimited):
+            reset = datetime.fromtimestamp(time.time() + wait, UTC)
+            headers["x-rate-limit-reset-at-utc"] = reset.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    return headers
+
+
+def error_response(request: Request, exc: StickerMakerError) -> JSONResponse:
+    family = api_family(request.url.path)
     return JSONResponse(
-        error_body(api_family(request.url.path), exc), status_code=exc.status, headers=headers
+        error_body(family, exc), status_code=exc.status, headers=error_headers(family, exc)
     )
 
 
@@ -74,7 +87,11 @@ def install(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         err = StickerMakerError(str(exc.detail))
         err.status = exc.status_code
-        err.code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        err.code = {
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+        }.get(exc.status_code, "http_error")
         return error_response(request, err)
 
     @app.exception_handler(Exception)
@@ -83,4 +100,11 @@ def install(app: FastAPI) -> None:
         return error_response(request, StickerMakerError("internal server error"))
 
 
-__all__ = ["FieldError", "api_family", "error_body", "error_response", "install"]
+__all__ = [
+    "FieldError",
+    "api_family",
+    "error_body",
+    "error_headers",
+    "error_response",
+    "install",
+]

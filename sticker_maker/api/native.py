@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import Field
 
-from sticker_maker.accounts import ApiKey
+from sticker_maker.accounts import ApiKey, idempotency, webhooks
 from sticker_maker.api.auth import current_key
-from sticker_maker.api.render import native_job
+from sticker_maker.api.render import base_url, native_job
 from sticker_maker.api.services import Services, services
 from sticker_maker.jobs import Job, JobStatus
 from sticker_maker.params import GenerationRequest, resolve
@@ -21,16 +23,74 @@ def _envelope(request: Request, svc: Services, job: Job) -> dict[str, Any]:
     return native_job(request, svc, job, position=position)
 
 
+class JobRequest(GenerationRequest):
+    """A native submit: generation parameters plus an optional webhook."""
+
+    webhook: str | None = Field(
+        default=None,
+        max_length=webhooks.MAX_URL,
+        description="http(s) URL to POST signed events to (Standard Webhooks; see README)",
+    )
+    webhook_events_filter: list[Literal["start", "progress", "completed"]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=3,
+        description='events to send; default ["completed"]',
+    )
+
+
 @router.post("/v1/jobs", status_code=201, summary="Submit a generation job")
 def create_job(
-    body: GenerationRequest,
+    body: JobRequest,
     request: Request,
     key: ApiKey = Depends(current_key),
     svc: Services = Depends(services),
-) -> dict[str, Any]:
-    """Queue a job. Poll ``GET /v1/jobs/{id}`` (or its ``urls.get``) until it is terminal."""
-    job = svc.jobs.submit(key.id, resolve(body, svc.presets))
-    return _envelope(request, svc, job)
+    idempotency_key: str | None = Header(
+        default=None,
+        alias="Idempotency-Key",
+        description="Retry-safe submits: the same key and body replays the first response",
+    ),
+) -> Any:
+    """Queue a job. Poll ``GET /v1/jobs/{id}`` (or its ``urls.get``) until it is terminal.
+
+    Costs credits: the upper estimate is reserved now (406 if the balance is short) and
+    settled to the measured GPU time when the job ends; failed or canceled jobs cost nothing.
+    """
+    hook = None
+    if body.webhook is not None:
+        hook = webhooks.config(
+            body.webhook,
+            body.webhook_events_filter,
+            base_url(request, svc),
+            svc.settings.webhook_allow_networks,
+        )
+    job_input = resolve(body, svc.presets)
+    if idempotency_key is None:
+        return _envelope(request, svc, svc.jobs.submit(key.id, job_input, webhook=hook))
+
+    digest = idempotency.request_hash(body.model_dump(mode="json"))
+    replay = svc.idempotency.begin(key.id, idempotency_key, digest)
+    if replay is not None:
+        if replay.body is not None and replay.status is not None:
+            content, status = replay.body, replay.status
+        else:  # the first request made its job but died before answering
+            content, status = _envelope(request, svc, svc.jobs.get(replay.job_id, key.id)), 201
+        return JSONResponse(content, status_code=status, headers={"Idempotent-Replayed": "true"})
+    try:
+        job = svc.jobs.submit(
+            key.id,
+            job_input,
+            webhook=hook,
+            on_created=lambda conn, job_id: svc.idempotency.bind_job(
+                conn, key.id, idempotency_key, job_id
+            ),
+        )
+    except BaseException:
+        svc.idempotency.release(key.id, idempotency_key)
+        raise
+    envelope = _envelope(request, svc, job)
+    svc.idempotency.finish(key.id, idempotency_key, 201, envelope)
+    return envelope
 
 
 @router.get("/v1/jobs", summary="Your recent jobs")

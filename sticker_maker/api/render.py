@@ -34,14 +34,18 @@ def rounded(value: float | None, digits: int = 3) -> float | None:
 
 def native_job(request: Request, svc: Services, job: Job, *, position: int | None = None) -> dict:
     """The one job envelope of the native API."""
-    root = base_url(request, svc)
+    return job_body(job, base_url(request, svc), position=position)
+
+
+def job_body(job: Job, root: str, *, position: int | None = None) -> dict:
+    """The native envelope with URLs under ``root`` (also the data of webhook events)."""
     body = {
         "id": job.id,
         "status": job.status.value,
         "kind": job.kind,
         "preset": job.preset,
         "input": job.input.model_dump(),
-        "output": [{**o.to_dict(), "url": file_url(request, svc, o.file)} for o in job.output],
+        "output": [{**o.to_dict(), "url": f"{root}/files/{o.file}"} for o in job.output],
         "error": job.error,
         "logs": job.logs,
         "progress": {"step": job.progress_step, "total": job.progress_total},

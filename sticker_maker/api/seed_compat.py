@@ -49,7 +49,7 @@ def _ok(message: str, data: dict[str, Any]) -> dict[str, Any]:
 async def _json_object(request: Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.body() or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # bad JSON, bad UTF-8, absurd nesting
         raise InvalidInput("is not valid JSON", "body") from None
     if not isinstance(body, dict):
         raise InvalidInput('must be a JSON object like {"mid": 3123, "input": {...}}', "body")

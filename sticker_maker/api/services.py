@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from sticker_maker.accounts import KeyStore
+from sticker_maker.accounts.admission import Admission
+from sticker_maker.accounts.idempotency import IdempotencyStore
 from sticker_maker.config import Settings
 from sticker_maker.db import Database
 from sticker_maker.jobs import JobStore
@@ -22,19 +24,24 @@ class Services:
     jobs: JobStore
     keys: KeyStore
     storage: Storage
+    idempotency: IdempotencyStore
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         settings.ensure_dirs()
         db = Database(settings.database_url)
         db.upgrade()
+        presets = load_presets(settings.presets_file)
+        jobs = JobStore(db)
+        jobs.admission = Admission(settings, presets)  # limits + credit reservation on submit
         return cls(
             settings=settings,
             db=db,
-            presets=load_presets(settings.presets_file),
-            jobs=JobStore(db),
+            presets=presets,
+            jobs=jobs,
             keys=KeyStore(db),
             storage=LocalStorage(settings.storage_dir),
+            idempotency=IdempotencyStore(db, settings.retention_seconds),
         )
 
 

@@ -22,8 +22,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-keys_app = typer.Typer(help="Create and manage API keys.", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
 
 err = Console(stderr=True)
 out = Console()
@@ -70,11 +68,66 @@ def serve(
         bool, typer.Option("--worker/--no-worker", help="Run the in-process GPU/CPU worker.")
     ] = True,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    retention: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds jobs and files are kept after completion [env "
+            "STICKER_MAKER_RETENTION_SECONDS; default 3600].",
+            min=0,
+            show_default=False,
+        ),
+    ] = None,
+    max_queue_depth: Annotated[
+        int | None,
+        typer.Option(
+            help="Queued jobs in the whole service before submits get 503 (0 = no cap) "
+            "[env STICKER_MAKER_MAX_QUEUE_DEPTH; default 1000].",
+            min=0,
+            show_default=False,
+        ),
+    ] = None,
+    max_active_jobs: Annotated[
+        int | None,
+        typer.Option(
+            help="Per key: jobs queued or running at once (429 beyond) "
+            "[env STICKER_MAKER_MAX_ACTIVE_JOBS; default 20].",
+            min=0,
+            show_default=False,
+        ),
+    ] = None,
+    requests_per_minute: Annotated[
+        int | None,
+        typer.Option(
+            help="Per key: authenticated requests per minute "
+            "[env STICKER_MAKER_REQUESTS_PER_MINUTE; default 3000].",
+            min=0,
+            show_default=False,
+        ),
+    ] = None,
+    submits_per_minute: Annotated[
+        int | None,
+        typer.Option(
+            help="Per key: job submissions per minute "
+            "[env STICKER_MAKER_SUBMITS_PER_MINUTE; default 120].",
+            min=0,
+            show_default=False,
+        ),
+    ] = None,
+    webhook_allow_network: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A private network webhooks may call (CIDR, repeatable), e.g. 10.0.0.0/8 "
+            "[env STICKER_MAKER_WEBHOOK_ALLOW_NETWORKS, comma-separated].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Start the HTTP API (and, by default, an in-process worker).
 
     All state lives under the home folder: a SQLite database and the output files.
     The model runs in a worker child process, so a crash cannot take the API down.
+    Limits, retention and the credit estimate are also set by STICKER_MAKER_* variables
+    (see README, "Accounts, credits and limits").
     """
     import uvicorn
 
@@ -83,7 +136,17 @@ def serve(
     from sticker_maker.errors import StickerMakerError
 
     try:
-        settings = Settings.load(home, presets=presets, public_url=public_url)
+        settings = Settings.load(
+            home,
+            presets=presets,
+            public_url=public_url,
+            retention_seconds=retention,
+            max_queue_depth=max_queue_depth,
+            max_active_jobs=max_active_jobs,
+            requests_per_minute=requests_per_minute,
+            submits_per_minute=submits_per_minute,
+            webhook_allow_networks=tuple(webhook_allow_network) if webhook_allow_network else None,
+        )
         application = create_app(settings, run_worker=worker)
     except StickerMakerError as exc:
         raise fail(exc.message) from None
@@ -94,31 +157,6 @@ def serve(
 
 def _home_flag(home: Path | None) -> str:
     return f" --home {home}" if home else ""
-
-
-@keys_app.command("create")
-def keys_create(
-    home: HomeOpt = None,
-    credits: Annotated[float, typer.Option(help="Credits to grant the new key.", min=0)] = 0.0,
-    label: Annotated[str, typer.Option(help="A note to recognise the key by.")] = "",
-    admin: Annotated[bool, typer.Option(help="Create an admin key.")] = False,
-) -> None:
-    """Create an API key and print it. It is shown once: only its hash is stored."""
-    from sticker_maker.accounts import KeyStore
-    from sticker_maker.config import Settings
-    from sticker_maker.db import Database
-
-    settings = Settings.load(home)
-    settings.ensure_dirs()
-    db = Database(settings.database_url)
-    db.upgrade()
-    new = KeyStore(db).create(label=label, scope="admin" if admin else "user", credits=credits)
-    db.dispose()
-    err.print(
-        f"Created {'admin' if admin else 'user'} key {new.key.id} with {credits:g} credits. "
-        "Store it now: it cannot be shown again."
-    )
-    print(new.secret)
 
 
 @app.command()
@@ -209,6 +247,9 @@ def _run_locally(job, presets_file: Path | None):  # type: ignore[no-untyped-def
 
 
 def _register_extras() -> None:
+    from sticker_maker.cli import keys_cmds
+
+    keys_cmds.register(app)
     try:
         from sticker_maker.cli import finishing_cmds
     except ImportError:  # pragma: no cover - finishing commands are optional

@@ -1,6 +1,25 @@
 """State: one SQLAlchemy database (SQLite embedded default, PostgreSQL for many machines)."""
 
 from sticker_maker.db.database import Database
-from sticker_maker.db.schema import api_keys, jobs, ledger, metadata
+from sticker_maker.db.schema import (
+    api_keys,
+    files,
+    idempotency_keys,
+    jobs,
+    ledger,
+    metadata,
+    rate_windows,
+    webhook_deliveries,
+)
 
-__all__ = ["Database", "api_keys", "jobs", "ledger", "metadata"]
+__all__ = [
+    "Database",
+    "api_keys",
+    "files",
+    "idempotency_keys",
+    "jobs",
+    "ledger",
+    "metadata",
+    "rate_windows",
+    "webhook_deliveries",
+]

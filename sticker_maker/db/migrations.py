@@ -3,13 +3,31 @@
 Each step is ``(version, description, function(connection))``. ``upgrade`` runs
 every step not yet recorded in ``schema_version``, in version order, each in
 its own transaction.
+
+Step 1 creates its tables from the *current* ``schema.py``, so on a fresh database
+later columns, indexes and tables may already exist when a later step runs: steps
+add them with :func:`add_column`, ``create(checkfirst=True)`` and
+``CREATE INDEX IF NOT EXISTS`` (all portable between SQLite and PostgreSQL).
 """
 
 from __future__ import annotations
 
+import base64
+import secrets
 from collections.abc import Callable
 
-from sqlalchemy import Column, Connection, Float, Integer, MetaData, String, Table, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    inspect,
+    select,
+    text,
+)
 
 from sticker_maker.db import schema
 
@@ -28,8 +46,48 @@ def _0001_initial(conn: Connection) -> None:
         table.create(conn)
 
 
+def add_column(conn: Connection, table: str, name: str, ddl_type: str) -> None:
+    """``ALTER TABLE … ADD COLUMN`` unless the column exists (portable; see the module doc)."""
+    if name not in {c["name"] for c in inspect(conn).get_columns(table)}:
+        conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {name} {ddl_type}"))
+
+
+def _0002_accounts(conn: Connection) -> None:
+    add_column(conn, "api_keys", "balance", "FLOAT NOT NULL DEFAULT 0")
+    conn.execute(
+        text(
+            "UPDATE api_keys SET balance = COALESCE("
+            "(SELECT SUM(amount) FROM ledger WHERE ledger.key_id = api_keys.id), 0)"
+        )
+    )
+    add_column(conn, "api_keys", "webhook_secret", "VARCHAR(64)")
+    add_column(conn, "api_keys", "requests_per_minute", "INTEGER")
+    add_column(conn, "api_keys", "submits_per_minute", "INTEGER")
+    add_column(conn, "api_keys", "max_active_jobs", "INTEGER")
+    add_column(conn, "jobs", "price_per_second", "FLOAT")
+    add_column(conn, "jobs", "webhook", "TEXT")
+    add_column(conn, "ledger", "note", "VARCHAR(200)")
+    conn.execute(
+        text("CREATE UNIQUE INDEX IF NOT EXISTS ux_ledger_job_kind ON ledger (job_id, kind)")
+    )
+    for table in (
+        schema.files,
+        schema.rate_windows,
+        schema.idempotency_keys,
+        schema.webhook_deliveries,
+    ):
+        table.create(conn, checkfirst=True)
+    # keys made before this step get their webhook signing secret now
+    for (key_id,) in conn.execute(text("SELECT id FROM api_keys WHERE webhook_secret IS NULL")):
+        conn.execute(
+            text("UPDATE api_keys SET webhook_secret = :s WHERE id = :id"),
+            {"s": "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(), "id": key_id},
+        )
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "keys, jobs, ledger", _0001_initial),
+    (2, "accounts: credits, limits, files, idempotency, webhooks", _0002_accounts),
 ]
 
 

@@ -31,6 +31,13 @@ api_keys = Table(
     Column("created_at", Float, nullable=False),
     Column("last_used_at", Float),
     Column("revoked_at", Float),
+    # migration 2: the ledger's sum, kept in step with every ledger row (same transaction);
+    # Standard Webhooks signing secret ("whsec_…"); per-key limit overrides
+    Column("balance", Float, nullable=False, server_default="0"),
+    Column("webhook_secret", String(64)),
+    Column("requests_per_minute", Integer),  # NULL = the service default
+    Column("submits_per_minute", Integer),
+    Column("max_active_jobs", Integer),
 )
 
 jobs = Table(
@@ -55,6 +62,9 @@ jobs = Table(
     Column("started_at", Float),
     Column("completed_at", Float),
     Column("predict_time", Float),
+    # migration 2: credits per GPU-second fixed at submit; webhook config (JSON)
+    Column("price_per_second", Float),
+    Column("webhook", Text),
     Index("ix_jobs_status_created", "status", "created_at"),
     Index("ix_jobs_key_created", "key_id", "created_at"),
 )
@@ -68,5 +78,61 @@ ledger = Table(
     Column("kind", String(16), nullable=False),  # grant | reserve | settle | refund
     Column("amount", Float, nullable=False),  # credits; negative = spent
     Column("created_at", Float, nullable=False),
+    Column("note", String(200)),  # migration 2
     Index("ix_ledger_key", "key_id"),
+    # migration 2: one reserve, one settle, one refund per job, whatever retries or races
+    Index("ux_ledger_job_kind", "job_id", "kind", unique=True),
+)
+
+# -- migration 2: files, rate limits, idempotency, webhook outbox ---------------------
+
+files = Table(
+    "files",
+    metadata,
+    Column("name", String(100), primary_key=True),  # the storage name (unguessable)
+    Column("key_id", String(32), nullable=False),  # owner
+    Column("job_id", String(36), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_files_job", "job_id"),
+)
+
+rate_windows = Table(
+    "rate_windows",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("bucket", String(16), primary_key=True),
+    Column("window_start", Integer, primary_key=True),  # epoch seconds, multiple of 60
+    Column("hits", Integer, nullable=False),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("idem_key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("job_id", String(36)),
+    Column("response_status", Integer),  # NULL while the first request is in flight
+    Column("response_body", Text),
+    Column("created_at", Float, nullable=False),
+    Index("ix_idempotency_created", "created_at"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(40), primary_key=True),  # the webhook-id header, stable across retries
+    Column("job_id", String(36), nullable=False),
+    Column("key_id", String(32), nullable=False),
+    Column("event", String(16), nullable=False),  # start | progress | completed
+    Column("url", Text, nullable=False),
+    Column("payload", Text, nullable=False),  # the exact body sent on every attempt
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("locked_until", Float),
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Index("ix_webhook_due", "status", "next_attempt_at"),
 )

@@ -67,6 +67,8 @@ class Job:
     started_at: float | None = None
     completed_at: float | None = None
     predict_time: float | None = None
+    #: webhook config (JSON: url, events, base_url) or None; see accounts.webhooks
+    webhook: str | None = None
 
     @property
     def queue_time(self) -> float | None:
@@ -99,4 +101,5 @@ class Job:
             started_at=row["started_at"],
             completed_at=row["completed_at"],
             predict_time=row["predict_time"],
+            webhook=row.get("webhook"),
         )

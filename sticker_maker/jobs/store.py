@@ -9,19 +9,28 @@ a late worker whose job was handed to another cannot overwrite the retry.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import Connection, and_, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert  # noqa: F401  (issue 6)
 
+from sticker_maker.accounts import lifecycle
+from sticker_maker.accounts.webhooks import PROGRESS_EVERY, wants
 from sticker_maker.db import Database, jobs
 from sticker_maker.errors import NotFound
 from sticker_maker.jobs.models import Job, JobStatus, OutputFile
 from sticker_maker.params import JobInput
 
 QUEUED, RUNNING = JobStatus.QUEUED.value, JobStatus.RUNNING.value
+_JOB_ID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
+
+#: runs inside the submit transaction before the insert and may raise (limits, credits);
+#: returns extra column values. ``accounts.admission.Admission`` is the one the API sets.
+Admission = Callable[[Connection, str, str, JobInput], dict[str, Any]]
 
 
 class JobStore:
@@ -29,10 +38,21 @@ class JobStore:
         self.db = db
         #: called after a job is queued (the in-process worker's wake-up)
         self.on_submit: list[Callable[[], None]] = []
+        self.admission: Admission | None = None
+        self._progress_sent: dict[str, float] = {}  # job id → when its last progress event went
 
     # -- API side ---------------------------------------------------------------
 
-    def submit(self, key_id: str, job_input: JobInput, *, kind: str = "generate") -> Job:
+    def submit(
+        self,
+        key_id: str,
+        job_input: JobInput,
+        *,
+        kind: str = "generate",
+        webhook: str | None = None,
+        on_created: Callable[[Connection, str], None] | None = None,
+    ) -> Job:
+        """Queue a job; admission (limits, credits) and ``on_created`` share its transaction."""
         job_id = str(uuid.uuid4())
         now = time.time()
         values = {
@@ -48,9 +68,14 @@ class JobStore:
             "attempt": 0,
             "cancel_requested": False,
             "created_at": now,
+            "webhook": webhook,
         }
         with self.db.write() as conn:
+            if self.admission is not None:
+                values.update(self.admission(conn, key_id, job_id, job_input))
             conn.execute(insert(jobs).values(**values))
+            if on_created is not None:
+                on_created(conn, job_id)
         for callback in self.on_submit:
             callback()
         return Job(
@@ -62,10 +87,13 @@ class JobStore:
             status=JobStatus.QUEUED,
             progress_total=job_input.steps,
             created_at=now,
+            webhook=webhook,
         )
 
     def get(self, job_id: str, key_id: str | None = None) -> Job:
         """The job, or :class:`NotFound` (also when it belongs to another key)."""
+        if not _JOB_ID.match(job_id):
+            raise NotFound(f"job {job_id[:64]!r} not found")
         query = select(jobs).where(jobs.c.id == job_id)
         if key_id is not None:
             query = query.where(jobs.c.key_id == key_id)
@@ -102,11 +130,20 @@ class JobStore:
         job = self.get(job_id, key_id)
         now = time.time()
         with self.db.write() as conn:
-            conn.execute(
-                update(jobs)
-                .where(and_(jobs.c.id == job_id, jobs.c.status == QUEUED))
-                .values(status=JobStatus.CANCELED.value, completed_at=now, cancel_requested=True)
+            canceled = (
+                conn.execute(
+                    update(jobs)
+                    .where(and_(jobs.c.id == job_id, jobs.c.status == QUEUED))
+                    .values(
+                        status=JobStatus.CANCELED.value, completed_at=now, cancel_requested=True
+                    )
+                    .returning(*jobs.c)
+                )
+                .mappings()
+                .first()
             )
+            if canceled is not None:
+                lifecycle.job_finished(conn, canceled)
             conn.execute(
                 update(jobs)
                 .where(and_(jobs.c.id == job_id, jobs.c.status == RUNNING))
@@ -142,6 +179,8 @@ class JobStore:
         )
         with self.db.write() as conn:
             row = conn.execute(claim).mappings().first()
+            if row is not None:
+                lifecycle.job_started(conn, row)
         return Job.from_row(row) if row else None
 
     def _fenced(self, job: Job):  # type: ignore[no-untyped-def]
@@ -155,7 +194,20 @@ class JobStore:
                 .where(self._fenced(job))
                 .values(progress_step=step, progress_total=total, heartbeat_at=time.time())
             )
+            if result.rowcount == 1 and self._progress_event_due(job):
+                lifecycle.job_progressed(conn, job.id)
         return result.rowcount == 1
+
+    def _progress_event_due(self, job: Job) -> bool:
+        if not wants(job.webhook, "progress"):
+            return False
+        now = time.monotonic()
+        if now - self._progress_sent.get(job.id, float("-inf")) < PROGRESS_EVERY:
+            return False
+        if len(self._progress_sent) > 1000:
+            self._progress_sent.clear()
+        self._progress_sent[job.id] = now
+        return True
 
     def append_log(self, job: Job, line: str) -> None:
         with self.db.write() as conn:
@@ -187,10 +239,19 @@ class JobStore:
         )
 
     def _finish(self, job: Job, status: JobStatus, **values: object) -> bool:
+        """The fenced end of a job; billing, file ownership and webhooks in the same transaction."""
         with self.db.write() as conn:
-            result = conn.execute(
-                update(jobs)
-                .where(self._fenced(job))
-                .values(status=status.value, completed_at=time.time(), **values)
+            row = (
+                conn.execute(
+                    update(jobs)
+                    .where(self._fenced(job))
+                    .values(status=status.value, completed_at=time.time(), **values)
+                    .returning(*jobs.c)
+                )
+                .mappings()
+                .first()
             )
-        return result.rowcount == 1
+            if row is not None:
+                lifecycle.job_finished(conn, row)
+        self._progress_sent.pop(job.id, None)
+        return row is not None

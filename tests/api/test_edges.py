@@ -16,7 +16,7 @@ from sticker_maker.config import Settings
 def client(tmp_path: Path) -> Iterator[TestClient]:
     app = create_app(Settings.load(tmp_path / "home"), run_worker=False)
     with TestClient(app) as c:
-        c.key = app.state.services.keys.create(credits=10).secret  # type: ignore[attr-defined]
+        c.key = app.state.services.keys.create(credits=1000).secret  # type: ignore[attr-defined]
         yield c
 
 

@@ -1,0 +1,125 @@
+"""Retention: jobs, their inputs and files are deleted ``retention_seconds`` after completion.
+
+A background thread in ``serve`` (one per API process; the deletes are idempotent,
+so several sweeping at once is harmless) runs :func:`sweep` every
+``sweep_interval`` seconds. After it, the job and its file URLs answer 404.
+Ledger rows are kept: they are the money history. Idempotency keys expire with
+the same retention, finished webhook deliveries too, and old rate counters go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select
+
+from sticker_maker.accounts import limits
+from sticker_maker.accounts.idempotency import IdempotencyStore
+from sticker_maker.db import Database, files, jobs, webhook_deliveries
+from sticker_maker.storage import Storage
+
+log = logging.getLogger("sticker_maker.retention")
+
+TERMINAL = ("succeeded", "failed", "canceled")
+BATCH = 500
+#: undelivered webhook events are dropped this long after they were created
+WEBHOOK_MAX_AGE = 24 * 3600.0
+
+
+@dataclass
+class SweepResult:
+    jobs: int = 0
+    files: int = 0
+    other: int = 0
+
+
+def sweep(
+    db: Database, storage: Storage, retention_seconds: float, now: float | None = None
+) -> SweepResult:
+    """One pass: delete what expired before ``now - retention_seconds``."""
+    now = time.time() if now is None else now
+    cutoff = now - retention_seconds
+    result = SweepResult()
+    while True:
+        with db.read() as conn:
+            expired = (
+                conn.execute(
+                    select(jobs.c.id, jobs.c.output)
+                    .where(jobs.c.status.in_(TERMINAL), jobs.c.completed_at < cutoff)
+                    .limit(BATCH)
+                )
+                .mappings()
+                .all()
+            )
+            ids = [r["id"] for r in expired]
+            names = set(conn.execute(select(files.c.name).where(files.c.job_id.in_(ids))).scalars())
+        for row in expired:  # outputs of jobs finished before file ownership was recorded
+            names.update(o["file"] for o in json.loads(row["output"] or "[]"))
+        for name in names:  # files first: a crash here leaves rows that the next pass retries
+            with contextlib.suppress(FileNotFoundError):
+                storage.delete(name)
+        with db.write() as conn:
+            conn.execute(delete(files).where(files.c.job_id.in_(ids)))
+            conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
+        result.jobs += len(ids)
+        result.files += len(names)
+        if len(ids) < BATCH:
+            break
+    with db.write() as conn:
+        result.other += IdempotencyStore.expire(conn, cutoff)
+        result.other += (
+            conn.execute(
+                delete(webhook_deliveries).where(
+                    webhook_deliveries.c.status != "pending",
+                    webhook_deliveries.c.finished_at < cutoff,
+                )
+            ).rowcount
+            or 0
+        )
+        result.other += (
+            conn.execute(
+                delete(webhook_deliveries).where(
+                    webhook_deliveries.c.created_at < now - max(WEBHOOK_MAX_AGE, retention_seconds)
+                )
+            ).rowcount
+            or 0
+        )
+        result.other += limits.forget_old_windows(conn, now)
+    if result.jobs:
+        log.info("retention: deleted %d jobs and %d files", result.jobs, result.files)
+    return result
+
+
+class Sweeper:
+    """Runs :func:`sweep` every ``interval`` seconds in a daemon thread."""
+
+    def __init__(
+        self, db: Database, storage: Storage, retention_seconds: float, interval: float
+    ) -> None:
+        self.db = db
+        self.storage = storage
+        self.retention_seconds = retention_seconds
+        self.interval = max(interval, 0.05)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="sm-retention", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                sweep(self.db, self.storage, self.retention_seconds)
+            except Exception:
+                log.exception("retention sweep failed; retrying next interval")

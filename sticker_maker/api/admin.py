@@ -1,0 +1,102 @@
+"""Admin-only key management: ``/v1/keys…`` (admin keys; user keys get 403)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from sticker_maker.accounts import ApiKey
+from sticker_maker.accounts.keys import key_id_of
+from sticker_maker.api.account import key_info, key_limits
+from sticker_maker.api.auth import admin_key
+from sticker_maker.api.services import Services, services
+
+router = APIRouter(tags=["admin"], dependencies=[Depends(admin_key)])
+
+Limit = Field(default=None, ge=0, le=1_000_000, description="None = the service default")
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    label: str = Field(default="", max_length=200)
+    scope: Literal["user", "admin"] = "user"
+    credits: float = Field(default=0.0, ge=0, le=1e12)
+    requests_per_minute: int | None = Limit
+    submits_per_minute: int | None = Limit
+    max_active_jobs: int | None = Limit
+
+
+class KeyLimits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_minute: int | None = Limit
+    submits_per_minute: int | None = Limit
+    max_active_jobs: int | None = Limit
+
+
+class Grant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    credits: float = Field(ge=-1e12, le=1e12, description="negative removes (never below 0)")
+    note: str = Field(default="", max_length=200)
+
+
+def _key_body(svc: Services, key: ApiKey, balance: float | None = None) -> dict[str, Any]:
+    return {
+        **key_info(key),
+        "balance": svc.keys.balance(key.id) if balance is None else balance,
+        "limits": key_limits(key, svc.settings),
+    }
+
+
+@router.get("/v1/keys", summary="List API keys (admin)")
+def list_keys(
+    include_revoked: bool = Query(False), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    return {
+        "keys": [
+            _key_body(svc, key, balance)
+            for key, balance in svc.keys.list_keys(include_revoked=include_revoked)
+        ]
+    }
+
+
+@router.post("/v1/keys", status_code=201, summary="Create an API key (admin)")
+def create_key(body: KeyCreate, svc: Services = Depends(services)) -> dict[str, Any]:
+    """The full key is in ``secret``, shown this once: only its hash is stored."""
+    new = svc.keys.create(**body.model_dump())
+    return {"key": _key_body(svc, new.key), "secret": new.secret}
+
+
+@router.get("/v1/keys/{key_id}", summary="One API key (admin)")
+def get_key(key_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"key": _key_body(svc, svc.keys.get(key_id_of(key_id)))}
+
+
+@router.post("/v1/keys/{key_id}/revoke", summary="Revoke an API key at once (admin)")
+def revoke_key(key_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    return {"key": _key_body(svc, svc.keys.revoke(key_id_of(key_id)))}
+
+
+@router.post("/v1/keys/{key_id}/rotate", summary="New secret, same key and balance (admin)")
+def rotate_key(key_id: str, svc: Services = Depends(services)) -> dict[str, Any]:
+    """The old secret stops working at once; the new one is in ``secret``, shown once."""
+    new = svc.keys.rotate(key_id_of(key_id))
+    return {"key": _key_body(svc, new.key), "secret": new.secret}
+
+
+@router.post("/v1/keys/{key_id}/grant", summary="Add (or remove) credits (admin)")
+def grant_credits(key_id: str, body: Grant, svc: Services = Depends(services)) -> dict[str, Any]:
+    kid = key_id_of(key_id)
+    balance = svc.keys.grant(kid, body.credits, body.note)
+    return {"key": _key_body(svc, svc.keys.get(kid), balance)}
+
+
+@router.post("/v1/keys/{key_id}/limits", summary="Set per-key limits (admin)")
+def set_limits(key_id: str, body: KeyLimits, svc: Services = Depends(services)) -> dict[str, Any]:
+    """Fields left out are unchanged; ``null`` returns one to the service default."""
+    key = svc.keys.set_limits(key_id_of(key_id), **body.model_dump(exclude_unset=True))
+    return {"key": _key_body(svc, key)}
