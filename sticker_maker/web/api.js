@@ -154,11 +154,17 @@ export function describeError(error) {
       return { title: "This key isn't allowed to do that.", detail };
     case 404:
       return { title: "Not found — it may have expired or belong to another key.", detail };
-    case 406:
+    case 406: {
+      const ask = "Ask the person who runs this service to add credits, then try again.";
+      const numbers = /reserves ([\d.]+) credits.*balance is (-?[\d.]+)/.exec(error.message);
       return {
         title: "This key is out of credits.",
-        detail: "Ask the person who runs this service to add credits, then try again.",
+        detail: numbers
+          ? `This job needs up to ${numbers[1]} credits and the key has ${numbers[2]}. ` +
+            `Fewer or smaller stickers cost less. ${ask}`
+          : ask,
       };
+    }
     case 413:
       return { title: "That file is too big.", detail };
     case 429:

@@ -222,7 +222,10 @@ async function downloadExport(job, output, target, name) {
   const path = `v1/jobs/${encodeURIComponent(job.id)}/outputs/${output.n}/export/${target}`;
   const response = await api(path, { raw: true });
   const blob = await response.blob();
-  saveBlob(blob, dispositionName(response) || `${name}-${target}.${EXTENSIONS[target]}`);
+  // our name (prompt and seed), with the extension the service chose
+  const served = dispositionName(response);
+  const ext = served?.includes(".") ? served.split(".").pop() : EXTENSIONS[target];
+  saveBlob(blob, `${name}-${target.replace("_", "-")}.${ext}`);
 }
 
 /** Run an action with its button disabled; failures become a toast in plain words. */

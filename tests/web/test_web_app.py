@@ -188,6 +188,7 @@ def test_out_of_credits_is_explained(browser: Any, server: RunningServer) -> Non
     page.click("#generate")
     page.wait_for_selector("#form-error:not([hidden])")
     assert page.text_content("#form-error-title") == "This key is out of credits."
+    assert "needs up to" in page.text_content("#form-error-detail")
     shot(page, "06-error-out-of-credits")
     page.context.close()
 
