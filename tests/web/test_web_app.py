@@ -287,7 +287,7 @@ def test_exports_for_each_app(browser: Any, server: RunningServer, tmp_path: Pat
     card = page.locator(".batch .card").first
 
     downloads: list[Any] = []
-    page.on("download", downloads.append)
+    page.on("download", lambda d: downloads.append(d))
 
     def export(target: str, count: int = 1) -> list[Path]:
         downloads.clear()
