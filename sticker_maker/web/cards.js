@@ -77,6 +77,7 @@ export function renderBatch(job, actions) {
   const section = document.createElement("section");
   section.className = "batch";
   section.dataset.job = job.id;
+  section.style.setProperty("--n", String(Math.min(stickersOf(job).length, 4)));
   section.tabIndex = -1;
   const headingId = `batch-${job.id}`;
   section.setAttribute("aria-labelledby", headingId);
@@ -86,6 +87,7 @@ export function renderBatch(job, actions) {
   const h3 = document.createElement("h3");
   h3.id = headingId;
   h3.textContent = jobTitle(job);
+  h3.title = h3.textContent;
   const facts = document.createElement("p");
   facts.className = "hint";
   const stickers = stickersOf(job);
@@ -126,7 +128,7 @@ function renderCard(job, output, actions) {
     seed.setAttribute("aria-label", `Seed ${output.seed}: use it again`);
     seed.addEventListener("click", () => actions.reuseSeed(output.seed));
   } else {
-    seed.textContent = `Sticker ${output.index + 1}`;
+    seed.textContent = job.kind === "split" ? `Sticker ${output.index + 1}` : "Cut-out";
     seed.disabled = true;
   }
   card.querySelector(".dims").textContent = `${output.width} × ${output.height}`;
