@@ -237,6 +237,14 @@ def test_upload_is_cut_out_into_a_sticker(
     page = new_page(browser, server, key=server.new_key())
     page.click("#tab-upload")
     assert page.is_visible("#upload-form") and page.is_hidden("#generate-form")
+    # something that is not a picture: the error lands under the picker
+    page.set_input_files(
+        "#upload-file", {"name": "notes.png", "mimeType": "image/png", "buffer": b"not a picture"}
+    )
+    page.click("#cut-out")
+    page.wait_for_selector("#upload-file-error:not([hidden])")
+    assert page.get_attribute("#upload-file", "aria-invalid") == "true"
+    assert page.text_content("#form-error-title") == "Please check the highlighted field."
     page.set_input_files(
         "#upload-file", {"name": "disc.png", "mimeType": "image/png", "buffer": drawing()}
     )
