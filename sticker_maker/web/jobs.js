@@ -73,8 +73,7 @@ export class StatusPanel {
       }),
     );
     forming.style.setProperty("--p", "0");
-    this.box.classList.remove("is-error");
-    this.cancel.hidden = false;
+    this.cancel.hidden = true; // until there is a job to cancel
     this.cancel.disabled = false;
     this.text.textContent = text;
     this.bar.hidden = false;
@@ -85,6 +84,7 @@ export class StatusPanel {
 
   show(job) {
     const p = progressOf(job);
+    this.cancel.hidden = false;
     this.text.textContent = p.text;
     if (p.value === null) this.bar.removeAttribute("value");
     else this.bar.value = p.value;

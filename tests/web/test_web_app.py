@@ -117,6 +117,35 @@ def test_generate_flow_to_a_downloaded_png_with_alpha(
         assert re.fullmatch(r"[\d,.\s]+", page.text_content("#credits"))
     else:
         assert credits == "—"
+
+    # forgetting the key asks for one again
+    page.click("#forget-key")
+    assert page.is_visible("#key-form") and page.is_hidden("#account")
+    assert page.evaluate("localStorage.getItem('sticker-maker.api-key')") is None
+    assert page.errors == []
+    page.context.close()
+
+
+def test_cancel_while_waiting_in_line(browser: Any, server: RunningServer) -> None:
+    other = server.new_key()
+    httpx.post(
+        f"{server.url}/v1/jobs",
+        headers={"Authorization": f"Bearer {other}"},
+        json={"prompt": "blocker", "preset": "tiny", "steps": 6},
+    ).raise_for_status()
+    key = server.new_key()
+    page = new_page(browser, server, key=key)
+    page.fill("#prompt", "cute cat")
+    page.click("#generate")
+    page.wait_for_selector("#job-status:not([hidden])")
+    page.click("#cancel-job")
+    page.wait_for_selector("#toast:has-text('Canceled')")
+    assert page.is_hidden("#job-status") and page.locator(".batch").count() == 0
+    assert page.get_attribute("#generate", "aria-disabled") == "false"
+    (job,) = httpx.get(f"{server.url}/v1/jobs", headers={"Authorization": f"Bearer {key}"}).json()[
+        "jobs"
+    ]
+    assert job["status"] == "canceled"
     assert page.errors == []
     page.context.close()
 
