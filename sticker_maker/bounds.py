@@ -18,24 +18,31 @@ from sticker_maker.errors import InvalidInput
 
 #: default cap on a request body (``Settings.max_request_bytes``)
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
-#: an uploaded image, encoded (PNG/JPEG/WebP bytes)
+#: an image inside a JSON body (base64), encoded (PNG/JPEG/WebP bytes)
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
+#: an image sent as a multipart file upload (``/v1/cutouts``, ``/v1/splits``); those
+#: routes bound their own body, so this may exceed ``max_request_bytes``
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+#: the smallest side of an uploaded image worth cutting out
+MIN_UPLOAD_SIDE = 16
 #: an uploaded image's sides and pixel count, read from its header
 MAX_IMAGE_SIDE = 4096
 MAX_IMAGE_PIXELS = 4096 * 4096
 IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
 
 
-def check_image(data: bytes, field: str = "image") -> tuple[int, int, str]:
+def check_image(
+    data: bytes, field: str = "image", *, max_bytes: int = MAX_IMAGE_BYTES
+) -> tuple[int, int, str]:
     """``(width, height, format)`` of an acceptable image, else InvalidInput naming ``field``."""
     from PIL import Image, UnidentifiedImageError
 
     if not data:
         raise InvalidInput("is empty", field)
-    if len(data) > MAX_IMAGE_BYTES:
+    if len(data) > max_bytes:
         raise InvalidInput(
-            f"is {len(data)} bytes; the limit is {MAX_IMAGE_BYTES} bytes "
-            f"({MAX_IMAGE_BYTES // (1024 * 1024)} MiB)",
+            f"is {len(data)} bytes; the limit is {max_bytes} bytes "
+            f"({max_bytes // (1024 * 1024)} MiB)",
             field,
         )
     try:

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from sticker_maker.engine.options import EngineOptions
+
 ENV_HOME = "STICKER_MAKER_HOME"
 ENV_PRESETS = "STICKER_MAKER_PRESETS"
 ENV_DATABASE = "STICKER_MAKER_DATABASE_URL"
@@ -35,12 +37,18 @@ class Settings:
     storage_dir: Path
     presets_file: Path | None = None
     public_url: str | None = None
-    #: how many loaded base pipelines the engine keeps (least recently used go first)
+    #: how many loaded base pipelines the engine keeps (least recently used go first);
+    #: --pipeline-cache or STICKER_MAKER_PIPELINE_CACHE_SIZE
     pipeline_cache_size: int = 2
+    #: device, dtype, offload, LoRA fusing, torch.compile (flags or STICKER_MAKER_* vars)
+    engine: EngineOptions = field(default_factory=EngineOptions)
     #: seconds between queue polls when no in-process wake-up arrives
     poll_interval: float = 1.0
     #: seconds after completion before jobs, their inputs and files are deleted
     retention_seconds: float = 3600.0
+    #: seconds a synchronous request (Segmind ``POST /v1/<model>``) waits for its job;
+    #: below the Segmind client's 30 s read timeout so the client gets an answer
+    sync_timeout: float = 25.0
     extra: dict[str, str] = field(default_factory=dict)
     # -- accounts and protection (each also STICKER_MAKER_<NAME>, e.g. _MAX_QUEUE_DEPTH) --
     #: seconds between retention sweeps (deleting expired jobs, files, idempotency keys)
@@ -76,6 +84,7 @@ class Settings:
         presets: Path | str | None = None,
         database_url: str | None = None,
         public_url: str | None = None,
+        engine: EngineOptions | None = None,
         **overrides: Any,
     ) -> Settings:
         """Flags first, then environment variables, then defaults.
@@ -97,6 +106,7 @@ class Settings:
             storage_dir=home_path / "files",
             presets_file=presets_path,
             public_url=public_url or os.environ.get(ENV_PUBLIC_URL) or None,
+            engine=engine or EngineOptions.from_env(),
             **_tunables(overrides),
         )
 
@@ -122,6 +132,7 @@ TUNABLE = (
     "webhook_timeout",
     "webhook_max_attempts",
     "webhook_backoff",
+    "sync_timeout",
 )
 
 

@@ -17,6 +17,7 @@ PayloadTooLarge           413     request body over ``max_request_bytes``
 IdempotencyMismatch       422     an Idempotency-Key reused with another body
 RateLimited               429     per-key limits; carries ``retry_after``
 ServiceBusy               503     global queue full; carries ``retry_after``
+SyncTimeout               504     a synchronous request's job did not finish in time
 ModelUnavailable          (job)   weights cannot be loaded: fails the job
 JobCanceled               (job)   raised inside the engine to stop a job
 ========================  ======  =====================================
@@ -111,6 +112,16 @@ class ServiceBusy(StickerMakerError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class SyncTimeout(StickerMakerError):
+    """A request that waits for its job (Segmind's sync route) ran out of time.
+
+    The job keeps running; the message says where to fetch its result.
+    """
+
+    status = 504
+    code = "timeout"
 
 
 class ModelUnavailable(StickerMakerError):

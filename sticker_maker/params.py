@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from sticker_maker.errors import FieldError, InvalidInput
+from sticker_maker.inputs import Finishing, resolve_remover
 from sticker_maker.presets import Preset, PresetRegistry
 from sticker_maker.schedulers import SCHEDULER_NAMES
 
@@ -43,6 +44,8 @@ class GenerationRequest(BaseModel):
     lora_scale: float | None = Field(default=None, ge=0.0, le=4.0)
     upscale: bool = False
     upscale_steps: int = Field(default=10, ge=1, le=50)
+    #: die-cut finishing of the sticker outputs; None: the preset's (the bare cut-out)
+    finishing: Finishing | None = None
 
     @field_validator("scheduler")
     @classmethod
@@ -88,6 +91,8 @@ class JobInput(BaseModel):
     lora_scale: float
     upscale: bool
     upscale_steps: int
+    #: None: the preset's remover and the bare cut-out on the image's canvas
+    finishing: Finishing | None = None
 
     def seeds(self) -> list[int]:
         """Image i of a batch uses ``seed + i`` (wrapping at 2**32)."""
@@ -130,6 +135,8 @@ def _describe(err: Any) -> str:
         return f"{shown} is not a number"
     if kind in ("bool_parsing", "bool_type"):
         return f"{shown} is not a boolean (true or false)"
+    if kind == "literal_error":
+        return f"{shown} is not allowed; allowed: {ctx['expected']}"
     if kind == "json_invalid":
         return "is not valid JSON"
     if kind in ("dict_type", "model_attributes_type"):
@@ -163,6 +170,8 @@ def random_seed() -> int:
 def resolve(request: GenerationRequest, presets: PresetRegistry) -> JobInput:
     """Fill the preset's defaults and draw a seed when none (or -1) was given."""
     preset: Preset = presets.get(request.preset)
+    if request.upscale and (problem := preset.upscale_problem()):
+        raise InvalidInput(problem, "upscale")
     seed = request.seed if request.seed is not None and request.seed >= 0 else random_seed()
     return JobInput(
         preset=preset.name,
@@ -180,4 +189,13 @@ def resolve(request: GenerationRequest, presets: PresetRegistry) -> JobInput:
         lora_scale=request.lora_scale if request.lora_scale is not None else preset.lora_scale,
         upscale=request.upscale,
         upscale_steps=request.upscale_steps,
+        finishing=_resolve_finishing(request.finishing, preset),
     )
+
+
+def _resolve_finishing(finishing: Finishing | None, preset: Preset) -> Finishing | None:
+    """Fill the preset's remover into requested finishing options."""
+    if finishing is None:
+        return None
+    remover = resolve_remover(preset, finishing.remover, "finishing.remover")
+    return finishing.model_copy(update={"remover": remover})

@@ -16,6 +16,9 @@ Two are built in (the hosted models users know). A TOML file (``--presets`` or
     guidance_scale = 6.0
     steps = 25
     aliases = ["mine"]
+    vae = "madebyollin/sdxl-vae-fp16-fix"     # optional: a VAE that is safe in float16
+    upscaler = "/models/4x-AnimeSharp.pth"     # upscale=true: ESRGAN-family model ...
+    refiner = "/models/dreamshaper-8"          # ... then a tiled SD1.5 img2img refine
 """
 
 from __future__ import annotations
@@ -53,10 +56,31 @@ class Preset:
     upscaler: str | None = None
     #: SD1.5 img2img pipeline (Hub id or local folder) that refines the upscaled image
     refiner: str | None = None
+    #: replacement VAE (Hub id or local folder), e.g. "madebyollin/sdxl-vae-fp16-fix"; by
+    #: default the base's own VAE, decoded in float32 when its config asks (force_upcast)
+    vae: str | None = None
+    #: upscale=true: tile size in px (upscaler input and refiner tiles), multiple of 8
+    upscale_tile: int = 512
+    #: upscale=true: context/overlap around each tile in px, blended; multiple of 8
+    upscale_padding: int = 32
+    #: upscale=true: how much the refiner changes each tile (img2img strength, 0-1]
+    upscale_denoise: float = 0.2
     #: cut-out method: "auto", "model", "none", or a model name / ONNX path for "model"
     background_remover: str = "auto"
     #: credits charged per GPU-second of predict time
     price_per_second: float = 1.0
+
+    def upscale_problem(self) -> str | None:
+        """Why ``upscale=true`` cannot run with this preset (None when it can)."""
+        missing = [k for k in ("upscaler", "refiner") if not getattr(self, k)]
+        if not missing:
+            return None
+        return (
+            f"preset {self.name!r} has no {' and no '.join(missing)} configured, so it cannot "
+            f"upscale; set {' and '.join(missing)} under [presets.{self.name}] in the presets "
+            '(e.g. upscaler = "Kim2091/AnimeSharp/4x-AnimeSharp.pth", '
+            'refiner = "Lykon/dreamshaper-8") or send upscale=false'
+        )
 
     def render_prompt(self, prompt: str) -> str:
         return _render(self.prompt_template, prompt=prompt)
@@ -183,6 +207,7 @@ def _preset_from_table(name: str, table: Any, existing: Preset | None, path: Pat
     for key in ("prompt_template",):
         if "{prompt}" not in getattr(preset, key):
             raise InvalidInput(f"{where} {key} must contain {{prompt}}", "presets")
+    _check_upscale_keys(preset, where)
     if preset.scheduler not in SCHEDULER_NAMES:
         raise InvalidInput(
             f"{where} scheduler {preset.scheduler!r} is unknown; allowed: "
@@ -190,3 +215,15 @@ def _preset_from_table(name: str, table: Any, existing: Preset | None, path: Pat
             "presets",
         )
     return preset
+
+
+def _check_upscale_keys(preset: Preset, where: str) -> None:
+    problems = []
+    if preset.upscale_tile < 64 or preset.upscale_tile % 8:
+        problems.append(f"upscale_tile {preset.upscale_tile} must be a multiple of 8, ≥ 64")
+    if preset.upscale_padding < 0 or preset.upscale_padding % 8:
+        problems.append(f"upscale_padding {preset.upscale_padding} must be a multiple of 8, ≥ 0")
+    if not 0 < preset.upscale_denoise <= 1:
+        problems.append(f"upscale_denoise {preset.upscale_denoise} must be in (0, 1]")
+    if problems:
+        raise InvalidInput(f"{where} " + "; ".join(problems), "presets")

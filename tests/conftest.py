@@ -185,3 +185,34 @@ def server(presets_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     running = start_server(tmp_path_factory.mktemp("server") / "home", presets_file)
     yield running
     stop_server(running)
+
+
+class SharedServer(RunningServer):
+    """A running server whose keys are made directly in its database (no CLI process each)."""
+
+    def new_key(self, credits: float = 1000) -> str:
+        from sticker_maker.accounts import KeyStore
+        from sticker_maker.config import Settings
+        from sticker_maker.db import Database
+
+        db = Database(Settings.load(self.home).database_url)
+        try:
+            return KeyStore(db).create(credits=credits).secret
+        finally:
+            db.dispose()
+
+
+@pytest.fixture(scope="session")
+def shared_server(
+    presets_file: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """One real server for the client suites (Segmind client, SDK, CLI client), started once.
+
+    Tests share it by each making their own key; its model process warms up once. Synchronous
+    requests may wait long here: the first one includes that warm-up on a busy machine.
+    """
+    home = tmp_path_factory.mktemp("shared-server") / "home"
+    started = start_server(home, presets_file, "--sync-timeout", "300")
+    running = SharedServer(started.url, started.home, started.process, started.log)
+    yield running
+    stop_server(running)

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, select
 from sticker_maker.accounts import billing, limits
 from sticker_maker.db import api_keys
 from sticker_maker.errors import AuthenticationError
+from sticker_maker.inputs import UploadInput
 from sticker_maker.params import JobInput
 from sticker_maker.presets import PresetRegistry
 
@@ -29,7 +30,7 @@ class Admission:
         self.presets = presets
 
     def __call__(
-        self, conn: Connection, key_id: str, job_id: str, job_input: JobInput
+        self, conn: Connection, key_id: str, job_id: str, job_input: JobInput | UploadInput
     ) -> dict[str, Any]:
         key_row = (
             conn.execute(select(api_keys).where(api_keys.c.id == key_id).with_for_update())

@@ -34,6 +34,7 @@ from sqlalchemy import Connection, func, select
 from sticker_maker.accounts.keys import add_to_ledger, balance_of
 from sticker_maker.db import jobs, ledger
 from sticker_maker.errors import InsufficientCredits
+from sticker_maker.inputs import UploadInput
 from sticker_maker.params import JobInput
 
 log = logging.getLogger("sticker_maker.billing")
@@ -45,21 +46,27 @@ REFERENCE_PIXELS = 1024 * 1024
 UPSCALE_FIXED_STEPS = 10
 
 
-def estimate_seconds(job: JobInput, *, base_seconds: float, step_seconds: float) -> float:
+def estimate_seconds(
+    job: JobInput | UploadInput, *, base_seconds: float, step_seconds: float
+) -> float:
     """An upper estimate of a job's predict_time in seconds (see README, "Credits")::
 
     mp    = width x height / 1024²
     steps = samples x mp x (steps + (upscale ? 4 x upscale_steps + 10 : 0))
     secs  = base_seconds + step_seconds x steps
+
+    An upload job (cutout, split: no diffusion) counts as one step per megapixel.
     """
     mp = job.width * job.height / REFERENCE_PIXELS
+    if isinstance(job, UploadInput):
+        return base_seconds + step_seconds * mp
     per_sample = job.steps
     if job.upscale:
         per_sample += 4 * job.upscale_steps + UPSCALE_FIXED_STEPS
     return base_seconds + step_seconds * job.samples * mp * per_sample
 
 
-def reservation(job: JobInput, price_per_second: float, settings: Any) -> float:
+def reservation(job: JobInput | UploadInput, price_per_second: float, settings: Any) -> float:
     """Credits held at submit: the estimate x the preset's price."""
     seconds = estimate_seconds(
         job,
@@ -144,3 +151,11 @@ def usage(conn: Connection, key_id: str, *, limit: int = 50) -> list[dict[str, A
         }
         for r in rows
     ]
+
+
+def charged(conn: Connection, job_id: str) -> float:
+    """Credits a job was charged: its ``settle`` row (0 until it succeeds, and if it fails)."""
+    value = conn.execute(
+        select(ledger.c.amount).where(ledger.c.job_id == job_id, ledger.c.kind == "settle")
+    ).scalar()
+    return -float(value) if value is not None else 0.0

@@ -1,4 +1,5 @@
-"""The HTTP API: native ``/v1/jobs``, the sticker-maker-compatible ``/api/v1``, files."""
+"""The HTTP API: native ``/v1/jobs``, sticker-maker-compatible ``/api/v1``, Segmind-compatible
+``/v1/<model>`` and ``/v2``, files."""
 
 from sticker_maker.api.app import create_app
 

@@ -9,9 +9,20 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from sticker_maker import __version__
-from sticker_maker.api import account, admin, errors, files, native, seed_compat, web
+from sticker_maker.api import (
+    account,
+    admin,
+    errors,
+    files,
+    finishing,
+    native,
+    seed_compat,
+    segmind,
+    web,
+)
 from sticker_maker.api.body_limit import BodyLimit
 from sticker_maker.api.services import Services
+from sticker_maker.api.waiting import JobWaiter
 from sticker_maker.config import Settings
 
 log = logging.getLogger("sticker_maker.api")
@@ -38,9 +49,11 @@ def create_app(
                 svc.storage,
                 presets_file=str(settings.presets_file) if settings.presets_file else None,
                 cache_size=settings.pipeline_cache_size,
+                engine_options=settings.engine.to_dict(),
                 poll_interval=settings.poll_interval,
             )
             svc.jobs.on_submit.append(worker.wake)
+            svc.jobs.on_cancel.append(worker.cancel)
             worker.start()
         app.state.worker = worker
         try:
@@ -56,23 +69,29 @@ def create_app(
         title="sticker-maker",
         version=__version__,
         description="Text prompt → die-cut stickers. Native job API plus wire-compatible "
-        "sticker-maker (/api/v1) routes.",
+        "sticker-maker (/api/v1) and Segmind (/v1/<model>, /v2) routes.",
         lifespan=lifespan,
     )
     app.state.services = svc
+    # an in-process worker wakes waiters directly; without one, read sooner and back off
+    app.state.waiter = JobWaiter(svc.jobs, first_poll=1.0 if run_worker else 0.1)
     errors.install(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes, skip=finishing.UPLOAD_PATHS)
     app.include_router(native.router)
     app.include_router(account.router)
     app.include_router(admin.router)
     app.include_router(seed_compat.router)
+    app.include_router(finishing.router)
     app.include_router(files.router)
 
     @app.get("/health", tags=["service"], summary="Liveness")
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    app.include_router(web.router)  # last: the page and its assets never shadow an API route
+    # Last: the catch-all /v1/<model> and /v2/<model> routes must not shadow the others.
+    app.include_router(segmind.router)
+    # The page and its assets (/, /web/...) after every API route: they never shadow one.
+    app.include_router(web.router)
     return app
 
 

@@ -29,16 +29,24 @@ from sticker_maker.params import validation_errors
 
 log = logging.getLogger("sticker_maker.api")
 
-NATIVE_PREFIXES = ("/v1/jobs", "/v1/account", "/v1/presets", "/v1/keys", "/v1/stickers")
+NATIVE_PREFIXES = (
+    "/v1/jobs",
+    "/v1/account",
+    "/v1/presets",
+    "/v1/keys",
+    "/v1/stickers",
+    "/v1/cutouts",
+    "/v1/splits",
+    "/v1/exports",
+)
 
 
 def api_family(path: str) -> str:
     if path.startswith("/api/v1/"):
         return "seed"
-    if path.startswith("/v2/") or (
-        path.startswith("/v1/") and not path.startswith(NATIVE_PREFIXES)
-    ):
-        return "segmind"
+    native = any(path == p or path.startswith(p + "/") for p in NATIVE_PREFIXES)
+    if path.startswith("/v2/") or (path.startswith("/v1/") and not native):
+        return "segmind"  # /v1/<model>: whole segments, so /v1/stickersheet is a model
     return "native"
 
 

@@ -4,18 +4,42 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import Field
+from starlette.concurrency import run_in_threadpool
 
 from sticker_maker.accounts import ApiKey, idempotency, webhooks
 from sticker_maker.api.auth import current_key
 from sticker_maker.api.render import base_url, native_job
 from sticker_maker.api.services import Services, services
+from sticker_maker.errors import InvalidInput
 from sticker_maker.jobs import Job, JobStatus
 from sticker_maker.params import GenerationRequest, resolve
 
 router = APIRouter(tags=["native"])
+
+#: the longest ``Prefer: wait`` (Replicate's bound); plain ``Prefer: wait`` means this
+MAX_WAIT = 60
+
+
+def prefer_wait(header: str | None) -> int | None:
+    """Seconds asked for by ``Prefer: wait=N`` (RFC 7240), or None when not asked."""
+    for preference in (header or "").split(","):
+        token = preference.split(";", 1)[0].strip()
+        name, _, value = token.partition("=")
+        if name.strip().lower() != "wait":
+            continue
+        value = value.strip().strip('"')
+        if not value:
+            return MAX_WAIT
+        if not value.isdigit() or not 1 <= int(value) <= MAX_WAIT:
+            raise InvalidInput(
+                f"wait={value} is not allowed; use wait=N with N from 1 to {MAX_WAIT} seconds",
+                "Prefer",
+            )
+        return int(value)
+    return None
 
 
 def _envelope(request: Request, svc: Services, job: Job) -> dict[str, Any]:
@@ -40,9 +64,15 @@ class JobRequest(GenerationRequest):
 
 
 @router.post("/v1/jobs", status_code=201, summary="Submit a generation job")
-def create_job(
+async def create_job(
     body: JobRequest,
     request: Request,
+    response: Response,
+    prefer: str | None = Header(
+        None,
+        description="`wait=N` (1-60, or `wait` alone for 60): answer when the job finishes, "
+        "or with the envelope as it stands after N seconds.",
+    ),
     key: ApiKey = Depends(current_key),
     svc: Services = Depends(services),
     idempotency_key: str | None = Header(
@@ -51,11 +81,31 @@ def create_job(
         description="Retry-safe submits: the same key and body replays the first response",
     ),
 ) -> Any:
-    """Queue a job. Poll ``GET /v1/jobs/{id}`` (or its ``urls.get``) until it is terminal.
+    """Queue a job. Poll ``GET /v1/jobs/{id}`` (or its ``urls.get``) until it is terminal,
+    or send ``Prefer: wait=N`` to get the finished job in this response when it takes ≤ N s.
 
     Costs credits: the upper estimate is reserved now (406 if the balance is short) and
     settled to the measured GPU time when the job ends; failed or canceled jobs cost nothing.
     """
+    wait = prefer_wait(prefer)
+    submitted = await run_in_threadpool(_submit, body, request, key, svc, idempotency_key)
+    if isinstance(submitted, JSONResponse) or not wait:
+        return submitted  # an idempotent replay answers as the first request did
+    job = await request.app.state.waiter.wait(
+        submitted["id"], key.id, wait, gone=request.is_disconnected
+    )
+    response.headers["Preference-Applied"] = f"wait={wait}"
+    return await run_in_threadpool(_envelope, request, svc, job)
+
+
+def _submit(
+    body: JobRequest,
+    request: Request,
+    key: ApiKey,
+    svc: Services,
+    idempotency_key: str | None,
+) -> dict[str, Any] | JSONResponse:
+    """Queue the job (blocking database work): its envelope, or the replay of a first answer."""
     hook = None
     if body.webhook is not None:
         hook = webhooks.config(

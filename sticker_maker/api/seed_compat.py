@@ -14,9 +14,9 @@ from sticker_maker.accounts import ApiKey
 from sticker_maker.api.auth import current_key
 from sticker_maker.api.render import file_url, iso, rounded
 from sticker_maker.api.services import Services, services
-from sticker_maker.errors import InvalidInput
+from sticker_maker.errors import InvalidInput, NotFound
 from sticker_maker.jobs import JobStatus
-from sticker_maker.params import parse_request, resolve
+from sticker_maker.params import JobInput, parse_request, resolve
 
 router = APIRouter(tags=["sticker-maker compatible"])
 
@@ -92,6 +92,8 @@ def result(
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
     job = svc.jobs.get(tid, key.id)
+    if not isinstance(job.input, JobInput):  # an upload job of the native API
+        raise NotFound(f"job {tid} is a {job.kind} job; read it at /v1/jobs/{tid}")
     first = [o for o in job.output if o.index == 0]
     data = {
         "tid": job.id,

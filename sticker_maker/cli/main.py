@@ -17,7 +17,7 @@ from rich.console import Console
 app = typer.Typer(
     name="sticker-maker",
     help="Turn a text prompt into ready-to-use stickers: run the service, manage API keys, "
-    "generate and finish stickers locally.",
+    "generate and finish stickers locally or on a service (--server), manage your jobs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -68,6 +68,67 @@ def serve(
         bool, typer.Option("--worker/--no-worker", help="Run the in-process GPU/CPU worker.")
     ] = True,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    sync_timeout: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds a synchronous request (Segmind POST /v1/<model>) waits for its job "
+            "before answering 504 [env STICKER_MAKER_SYNC_TIMEOUT; default 25].",
+            min=0.1,
+            max=3600,
+            show_default=False,
+        ),
+    ] = None,
+    pipeline_cache: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Base pipelines kept loaded between jobs (least recently used goes first; "
+            "refiners and upscalers are bounded the same). "
+            "Default: $STICKER_MAKER_PIPELINE_CACHE_SIZE, else 2.",
+            show_default=False,
+        ),
+    ] = None,
+    device: Annotated[
+        str | None,
+        typer.Option(
+            help="cuda, cuda:N, cpu or mps. Default: $STICKER_MAKER_DEVICE, else cuda if present.",
+            show_default=False,
+        ),
+    ] = None,
+    dtype: Annotated[
+        str | None,
+        typer.Option(
+            help="float16, bfloat16 or float32. Default: $STICKER_MAKER_DTYPE, else float16 "
+            "on CUDA and float32 on CPU.",
+            show_default=False,
+        ),
+    ] = None,
+    offload: Annotated[
+        str | None,
+        typer.Option(
+            help="Keep weights in CPU memory between uses on small GPUs: none, model (one "
+            "model on the GPU at a time) or sequential (slowest, least memory). "
+            "Default: $STICKER_MAKER_OFFLOAD, else none.",
+            show_default=False,
+        ),
+    ] = None,
+    fuse_lora: Annotated[
+        str | None,
+        typer.Option(
+            help="Fuse the active LoRA into the weights (faster steps): auto (on for CUDA), "
+            "on or off. Default: $STICKER_MAKER_FUSE_LORA, else auto.",
+            show_default=False,
+        ),
+    ] = None,
+    compile_unet: Annotated[
+        bool | None,
+        typer.Option(
+            "--compile/--no-compile",
+            help="torch.compile the UNet (first job per size compiles for about a minute). "
+            "Default: $STICKER_MAKER_COMPILE, else off.",
+            show_default=False,
+        ),
+    ] = None,
     retention: Annotated[
         float | None,
         typer.Option(
@@ -126,6 +187,7 @@ def serve(
 
     All state lives under the home folder: a SQLite database and the output files.
     The model runs in a worker child process, so a crash cannot take the API down.
+    Engine options (device, precision, memory) are flags or STICKER_MAKER_* variables.
     Limits, retention and the credit estimate are also set by STICKER_MAKER_* variables
     (see README, "Accounts, credits and limits").
     """
@@ -133,19 +195,26 @@ def serve(
 
     from sticker_maker.api import create_app
     from sticker_maker.config import Settings
+    from sticker_maker.engine.options import EngineOptions
     from sticker_maker.errors import StickerMakerError
 
     try:
+        engine = EngineOptions.from_env(
+            device=device, dtype=dtype, offload=offload, fuse_lora=fuse_lora, compile=compile_unet
+        )
         settings = Settings.load(
             home,
             presets=presets,
             public_url=public_url,
+            pipeline_cache_size=pipeline_cache,
+            engine=engine,
             retention_seconds=retention,
             max_queue_depth=max_queue_depth,
             max_active_jobs=max_active_jobs,
             requests_per_minute=requests_per_minute,
             submits_per_minute=submits_per_minute,
             webhook_allow_networks=tuple(webhook_allow_network) if webhook_allow_network else None,
+            sync_timeout=sync_timeout,
         )
         application = create_app(settings, run_worker=worker)
     except StickerMakerError as exc:
@@ -187,17 +256,54 @@ def generate(
         float | None, typer.Option(help="Guidance scale.", show_default=False)
     ] = None,
     samples: Annotated[int, typer.Option(help="Images to make (1-4).")] = 1,
+    lora_scale: Annotated[
+        float | None,
+        typer.Option(help="LoRA weight, 0-4 (0 = no LoRA).", show_default=False),
+    ] = None,
+    upscale: Annotated[
+        bool,
+        typer.Option(help="Upscale 2x and refine (needs the preset's upscaler and refiner)."),
+    ] = False,
+    upscale_steps: Annotated[int, typer.Option(help="Refine steps when upscaling.")] = 10,
     presets: PresetsOpt = None,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            envvar="STICKER_MAKER_URL",
+            help="Run on this sticker-maker service (URL) instead of locally, with a live "
+            "progress bar. Default: $STICKER_MAKER_URL; unset means run locally.",
+            show_default=False,
+            show_envvar=False,
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="STICKER_MAKER_API_KEY",
+            help="API key for --server. Default: $STICKER_MAKER_API_KEY.",
+            show_default=False,
+            show_envvar=False,
+        ),
+    ] = None,
+    local: Annotated[
+        bool, typer.Option("--local", help="Run locally even if $STICKER_MAKER_URL is set.")
+    ] = False,
 ) -> None:
-    """Make stickers on this machine, without a server.
+    """Make stickers: on this machine (no server needed), or on a service with --server.
 
-    Writes NAME-SEED.png (as generated) and NAME-SEED-sticker.png (transparent cut-out).
+    Writes NAME-SEED.png (as generated) and NAME-SEED-sticker.png (transparent cut-out)
+    and prints their paths.
     """
-    from sticker_maker.errors import StickerMakerError
-    from sticker_maker.params import parse_request, resolve
-    from sticker_maker.presets import load_presets
-
-    raw = {"prompt": prompt, "preset": preset, "negative_prompt": negative, "samples": samples}
+    raw = {
+        "prompt": prompt,
+        "preset": preset,
+        "negative_prompt": negative,
+        "samples": samples,
+        "upscale": upscale,
+        "upscale_steps": upscale_steps,
+    }
     optional = {
         "seed": seed,
         "steps": steps,
@@ -205,8 +311,20 @@ def generate(
         "height": height,
         "scheduler": scheduler,
         "guidance_scale": guidance,
+        "lora_scale": lora_scale,
     }
     raw.update({k: v for k, v in optional.items() if v is not None})
+    if server and not local:
+        from sticker_maker.cli.client_cmds import generate_remote
+
+        params = {k: v for k, v in raw.items() if k not in ("prompt", "preset")}
+        generate_remote(server, api_key, output, prompt, preset, params)
+        return
+
+    from sticker_maker.errors import StickerMakerError
+    from sticker_maker.params import parse_request, resolve
+    from sticker_maker.presets import load_presets
+
     try:
         registry = load_presets(presets)
         job = resolve(parse_request(raw), registry)
@@ -241,15 +359,16 @@ def _run_locally(job, presets_file: Path | None):  # type: ignore[no-untyped-def
         predictor.setup(str(presets_file) if presets_file else None)
 
         def on_progress(step: int, total: int) -> None:
-            progress.update(task, description="denoising", completed=step, total=total)
+            progress.update(task, description="generating", completed=step, total=total)
 
         return predictor.predict(job, on_progress=on_progress)
 
 
 def _register_extras() -> None:
-    from sticker_maker.cli import keys_cmds
+    from sticker_maker.cli import client_cmds, keys_cmds
 
     keys_cmds.register(app)
+    client_cmds.register(app)
     try:
         from sticker_maker.cli import finishing_cmds
     except ImportError:  # pragma: no cover - finishing commands are optional

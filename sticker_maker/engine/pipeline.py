@@ -1,28 +1,42 @@
-"""The sticker pipeline: SDXL + a sticker LoRA, through diffusers.
+"""The sticker pipeline: SDXL + a sticker LoRA through diffusers, then optional upscale.
 
-``Engine`` keeps base pipelines loaded between jobs (a small LRU), loads each
-preset's LoRA once as a named adapter and switches adapters per job, so presets
-that share a base never reload it. ``Engine.generate`` is one job, in numbered
-steps.
+``Engine`` keeps models loaded between jobs (:class:`ModelCache`, least recently used
+goes first), loads each preset's LoRA once as a named adapter and switches adapters per
+job (fused into the weights on GPU), so presets that share a base never reload it.
+``Engine.generate`` is one job, in numbered steps. Denoising works on a
+:class:`DenoiseBatch`, a list of images that share every pipeline-wide setting, so
+several jobs with the same :func:`batch_key` can later be denoised in one call.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
 from sticker_maker.engine import device as device_mod
-from sticker_maker.engine.loading import LoraSource, load_lora, load_sdxl, lora_source
+from sticker_maker.engine import upscale as upscale_mod
+from sticker_maker.engine.cache import ModelCache
+from sticker_maker.engine.loading import (
+    does_not_fit,
+    load_refiner,
+    load_sdxl,
+    load_upscaler,
+    load_vae,
+    lora_source,
+    place,
+)
+from sticker_maker.engine.lora import LoraState
+from sticker_maker.engine.options import EngineOptions
 from sticker_maker.engine.schedulers import make_scheduler
-from sticker_maker.errors import InvalidInput, JobCanceled
+from sticker_maker.errors import InvalidInput, JobCanceled, ModelUnavailable
 from sticker_maker.params import JobInput
 from sticker_maker.presets import Preset, PresetRegistry
 from sticker_maker.schedulers import SCHEDULER_NAMES
@@ -39,83 +53,224 @@ class GeneratedImage:
 
 @dataclass
 class LoadedBase:
-    """A base pipeline in memory and the LoRA adapters loaded into it."""
+    """A base pipeline in memory, its LoRA adapters and any replacement VAEs."""
 
     pipe: Any
     scheduler_config: Any
-    adapters: dict[str, str] = field(default_factory=dict)  # LoraSource.key → adapter name
+    lora: LoraState
+    original_vae: Any
+    vaes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LoadedRefiner:
+    pipe: Any
+    scheduler_config: Any
+
+
+def batch_key(job: JobInput) -> tuple[Any, ...]:
+    """Jobs with equal keys can share one denoising call (same pipeline-wide settings)."""
+    return (
+        job.preset,
+        job.width,
+        job.height,
+        job.steps,
+        job.guidance_scale,
+        job.scheduler,
+        job.lora_scale,
+    )
+
+
+@dataclass(frozen=True)
+class DenoiseItem:
+    prompt: str
+    negative: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class DenoiseBatch:
+    """Images denoised together: one prompt and seed each, everything else shared."""
+
+    preset: Preset
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float
+    scheduler: str
+    lora_scale: float
+    items: tuple[DenoiseItem, ...]
+
+    @classmethod
+    def for_job(cls, job: JobInput, preset: Preset) -> DenoiseBatch:
+        """Image i of the job uses ``seed + i``."""
+        prompt = preset.render_prompt(job.prompt)
+        negative = preset.render_negative(job.negative_prompt)
+        return cls(
+            preset=preset,
+            width=job.width,
+            height=job.height,
+            steps=job.steps,
+            guidance_scale=job.guidance_scale,
+            scheduler=job.scheduler,
+            lora_scale=job.lora_scale,
+            items=tuple(DenoiseItem(prompt, negative, s) for s in job.seeds()),
+        )
+
+
+class _Progress:
+    """One step counter over the phases of a job (denoise, then refine)."""
+
+    def __init__(self, report: ProgressFn | None, totals: dict[str, int]) -> None:
+        self.report = report
+        self.totals = dict(totals)
+        self.done = 0
+
+    def set_total(self, phase: str, total: int) -> None:
+        self.totals[phase] = total
+
+    def step(self) -> None:
+        self.done += 1
+        if self.report is not None:
+            total = sum(self.totals.values())
+            self.report(min(self.done, total), total)
 
 
 class Engine:
-    """Loads and runs SDXL sticker presets. One job at a time per instance."""
+    """Loads and runs sticker presets. One job at a time per instance."""
 
     def __init__(
         self,
         presets: PresetRegistry,
         *,
         cache_size: int = 2,
-        device: str | None = None,
-        dtype: str | None = None,
+        options: EngineOptions | None = None,
     ) -> None:
         self.presets = presets
-        self.cache_size = max(1, cache_size)
-        self.placement = device_mod.choose(device, dtype)
-        self._bases: OrderedDict[str, LoadedBase] = OrderedDict()
+        self.options = options or EngineOptions.from_env()
+        self.placement = device_mod.choose(self.options)
+        self.cache = ModelCache(cache_size, self.placement)
         self._lock = threading.Lock()
-        #: how many times a base pipeline was loaded from disk or Hub (tests count these)
-        self.base_loads = 0
-        #: seconds spent loading weights (kept out of a job's billed predict time)
-        self.load_seconds = 0.0
+        #: LoRA/VAE loads and LoRA (un)fusing: weight work outside the model cache
+        self._other_loads: dict[str, int] = {}
+        self._other_load_seconds = 0.0
 
-    # -- model cache ------------------------------------------------------------
+    @property
+    def cache_size(self) -> int:
+        return self.cache.size
+
+    @property
+    def base_loads(self) -> int:
+        """How many times a base pipeline was loaded from disk or Hub (tests count these)."""
+        return self.cache.loads.get("base", 0)
+
+    @property
+    def load_seconds(self) -> float:
+        """Seconds spent loading (and fusing) weights, kept out of a job's billed time."""
+        return self.cache.load_seconds + self._other_load_seconds
+
+    @property
+    def loads(self) -> dict[str, int]:
+        """How many models of each kind were loaded so far (base, refiner, upscaler, ...)."""
+        return {**self.cache.loads, **self._other_loads}
+
+    @contextlib.contextmanager
+    def _weight_work(self, kind: str | None = None) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._other_load_seconds += time.perf_counter() - started
+        if kind is not None:
+            self._other_loads[kind] = self._other_loads.get(kind, 0) + 1
+
+    # -- models -----------------------------------------------------------------
+
+    def _fuse(self) -> bool:
+        # Fusing writes into the weights; with sequential offload they live on "meta".
+        return self.placement.fuse_lora and self.placement.offload != "sequential"
+
+    def _load_base(self, preset: Preset) -> LoadedBase:
+        pipe = load_sdxl(preset.base, preset.name, self.placement)
+        place(pipe, "base model", preset.base, self.placement)
+        if self.placement.compile:
+            if self.placement.is_cuda:
+                pipe.unet.to(memory_format=torch.channels_last)
+            pipe.unet.compile()  # in place: pipe.unet stays a UNet2DConditionModel
+        return LoadedBase(
+            pipe=pipe,
+            scheduler_config=pipe.scheduler.config,
+            lora=LoraState(pipe, fuse=self._fuse()),
+            original_vae=pipe.vae,
+        )
 
     def _base(self, preset: Preset) -> LoadedBase:
-        loaded = self._bases.get(preset.base)
-        if loaded is not None:
-            self._bases.move_to_end(preset.base)
-            return loaded
-        while len(self._bases) >= self.cache_size:
-            _, evicted = self._bases.popitem(last=False)
-            del evicted
-            if self.placement.device.type == "cuda":
-                torch.cuda.empty_cache()
-        started = time.perf_counter()
-        pipe = load_sdxl(preset.base, preset.name, self.placement.dtype)
-        pipe.to(self.placement.device)
-        pipe.set_progress_bar_config(disable=True)
-        self.base_loads += 1
-        self.load_seconds += time.perf_counter() - started
-        loaded = LoadedBase(pipe=pipe, scheduler_config=pipe.scheduler.config)
-        self._bases[preset.base] = loaded
-        return loaded
+        return self.cache.get("base", preset.base, lambda: self._load_base(preset))
+
+    def _use_vae(self, loaded: LoadedBase, preset: Preset) -> None:
+        """The preset's replacement VAE (loaded once per base), else the base's own."""
+        pipe = loaded.pipe
+        wanted = loaded.original_vae
+        if preset.vae:
+            wanted = loaded.vaes.get(preset.vae)
+            if wanted is None:
+                with self._weight_work("vae"):
+                    wanted = load_vae(preset.vae, preset.name, self.placement)
+                    if self.placement.offload == "none":
+                        try:
+                            wanted.to(self.placement.device)
+                        except Exception as exc:
+                            if device_mod.is_out_of_memory(exc):
+                                raise does_not_fit("VAE", preset.vae, self.placement) from exc
+                            raise
+                loaded.vaes[preset.vae] = wanted
+        if pipe.vae is not wanted:
+            pipe.vae = wanted
+            if self.placement.offload != "none":
+                place(pipe, "base model", preset.base, self.placement)  # re-hook offload
 
     def _activate_lora(self, loaded: LoadedBase, preset: Preset, scale: float) -> None:
-        pipe = loaded.pipe
-        if not preset.lora or scale == 0:
-            if loaded.adapters:
-                pipe.disable_lora()
-            return
-        source: LoraSource = lora_source(preset.lora, preset.lora_weight_name)
-        adapter = loaded.adapters.get(source.key)
-        if adapter is None:
-            adapter = "lora_" + hashlib.sha1(source.key.encode()).hexdigest()[:12]
-            started = time.perf_counter()
-            load_lora(pipe, source, adapter, preset.name)
-            self.load_seconds += time.perf_counter() - started
-            loaded.adapters[source.key] = adapter
-        pipe.enable_lora()
-        pipe.set_adapters([adapter], adapter_weights=[scale])
+        state = loaded.lora
+        adapter = None
+        if preset.lora and scale != 0:
+            source = lora_source(preset.lora, preset.lora_weight_name)
+            if source.key not in state.adapters:
+                with self._weight_work("lora"):
+                    state.ensure_loaded(source, preset.name)
+            adapter = state.adapters[source.key]
+        if state.fuse:
+            with self._weight_work():  # fusing and unfusing are weight work too
+                state.activate(adapter, scale)
+        else:
+            state.activate(adapter, scale)
+
+    def _refiner(self, preset: Preset) -> LoadedRefiner:
+        ref = preset.refiner or ""
+
+        def load() -> LoadedRefiner:
+            pipe = load_refiner(ref, preset.name, self.placement)
+            place(pipe, "refiner", ref, self.placement)
+            return LoadedRefiner(pipe, pipe.scheduler.config)
+
+        return self.cache.get("refiner", ref, load)
+
+    def _upscaler(self, preset: Preset) -> Any:
+        ref = preset.upscaler or ""
+        return self.cache.get(
+            "upscaler", ref, lambda: load_upscaler(ref, preset.name, self.placement)
+        )
 
     def warm(self, preset_name: str) -> None:
         """Load a preset's base and LoRA now (the worker's ``setup()``)."""
         preset = self.presets.get(preset_name)
         with self._lock:
-            self._activate_lora(self._base(preset), preset, preset.lora_scale)
+            loaded = self._base(preset)
+            self._use_vae(loaded, preset)
+            self._activate_lora(loaded, preset, preset.lora_scale)
 
     # -- one job ----------------------------------------------------------------
 
-    @staticmethod
-    def check_inputs(job: JobInput) -> None:
+    def check_inputs(self, job: JobInput) -> None:
         """Reject what the API should already have rejected, naming the field."""
         if job.width % 8 or job.height % 8:
             raise InvalidInput(f"{job.width}x{job.height} must be multiples of 8", "width")
@@ -128,6 +283,8 @@ class Engine:
             raise InvalidInput(f"{job.samples} is out of range (1-4)", "samples")
         if job.steps < 1:
             raise InvalidInput(f"{job.steps} is out of range (≥ 1)", "steps")
+        if job.upscale and (problem := self.presets.get(job.preset).upscale_problem()):
+            raise InvalidInput(problem, "upscale")
 
     def generate(
         self,
@@ -140,47 +297,128 @@ class Engine:
         # 1. Check inputs and find the preset.
         self.check_inputs(job)
         preset = self.presets.get(job.preset)
+        batch = DenoiseBatch.for_job(job, preset)
 
-        with self._lock:
-            # 2. Base pipeline (cached) and the preset's LoRA at the requested scale.
-            loaded = self._base(preset)
-            self._activate_lora(loaded, preset, job.lora_scale)
-            pipe = loaded.pipe
+        # 2. Plan the step count of every phase, so progress covers the whole job.
+        plan = None
+        totals = {"denoise": job.steps}
+        if job.upscale:
+            plan = upscale_mod.refine_plan(
+                job.width * 2,
+                job.height * 2,
+                job.upscale_steps,
+                preset.upscale_denoise,
+                preset.upscale_tile,
+                preset.upscale_padding,
+            )
+            totals["refine"] = plan.total_steps * job.samples
+        progress = _Progress(on_progress, totals)
 
-            # 3. Sampler, built fresh from the base config.
-            pipe.scheduler = make_scheduler(job.scheduler, loaded.scheduler_config, seed=job.seed)
-
-            # 4. Prompts from the preset's templates.
-            prompt = preset.render_prompt(job.prompt)
-            negative = preset.render_negative(job.negative_prompt)
-
-            # 5. One CPU generator per image (seed + i): same pixels on any device.
-            seeds = job.seeds()
-            generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-
-            # 6. Denoise, reporting every step and stopping at the next one if cancelled.
-            def on_step_end(p: Any, step: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-                if on_progress is not None:
-                    on_progress(step + 1, p.num_timesteps)
-                if should_cancel is not None and should_cancel():
-                    raise JobCanceled("canceled by request")
-                return kwargs
-
-            with torch.inference_mode():
-                result = pipe(
-                    prompt=prompt,
-                    negative_prompt=negative or None,
-                    width=job.width,
-                    height=job.height,
-                    num_inference_steps=job.steps,
-                    guidance_scale=job.guidance_scale,
-                    num_images_per_prompt=job.samples,
-                    generator=generators,
-                    callback_on_step_end=on_step_end,
-                    output_type="pil",
-                )
-
-        # 7. One image per seed.
+        with self._lock, _explain_out_of_memory(job, self.placement):
+            # 3. Denoise all images of the batch in one pipeline call.
+            images = self._denoise(batch, progress, should_cancel)
+            # 4. Upscale: ESRGAN to 2x, then the tiled img2img refine, image by image.
+            if plan is not None:
+                images = [
+                    self._upscale(preset, image, item.seed, job, plan, progress, should_cancel)
+                    for image, item in zip(images, batch.items, strict=True)
+                ]
         return [
-            GeneratedImage(image=img, seed=s) for img, s in zip(result.images, seeds, strict=True)
+            GeneratedImage(image=image, seed=item.seed)
+            for image, item in zip(images, batch.items, strict=True)
         ]
+
+    def _denoise(
+        self, batch: DenoiseBatch, progress: _Progress, should_cancel: CancelFn | None
+    ) -> list[Image.Image]:
+        preset = batch.preset
+        # Base pipeline (cached), VAE, and the preset's LoRA at the requested scale.
+        loaded = self._base(preset)
+        self._use_vae(loaded, preset)
+        self._activate_lora(loaded, preset, batch.lora_scale)
+        pipe = loaded.pipe
+
+        # Sampler, built fresh from the base config; one CPU generator per image (same
+        # pixels on any device; the SDE sampler gets the seeds for its Brownian tree).
+        seeds = [item.seed for item in batch.items]
+        pipe.scheduler = make_scheduler(batch.scheduler, loaded.scheduler_config, seeds=seeds)
+        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
+        negatives = [item.negative for item in batch.items]
+
+        def on_step_end(p: Any, _step: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            progress.set_total("denoise", p.num_timesteps)
+            progress.step()
+            if should_cancel is not None and should_cancel():
+                raise JobCanceled("canceled by request")
+            return kwargs
+
+        with torch.inference_mode():
+            result = pipe(
+                prompt=[item.prompt for item in batch.items],
+                negative_prompt=None if not any(negatives) else negatives,
+                width=batch.width,
+                height=batch.height,
+                num_inference_steps=batch.steps,
+                guidance_scale=batch.guidance_scale,
+                generator=generators,
+                callback_on_step_end=on_step_end,
+                output_type="np",
+            )
+        return [self._to_image(array, preset) for array in result.images]
+
+    def _to_image(self, array: np.ndarray, preset: Preset) -> Image.Image:
+        if not np.isfinite(array).all():
+            raise ModelUnavailable(
+                f"preset {preset.name!r} produced NaN pixels in {self.placement.dtype} (a "
+                'black image). Set vae = "madebyollin/sdxl-vae-fp16-fix" for the preset, or '
+                "run in bfloat16 (STICKER_MAKER_DTYPE=bfloat16) or float32."
+            )
+        return Image.fromarray((np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+
+    def _upscale(
+        self,
+        preset: Preset,
+        image: Image.Image,
+        seed: int,
+        job: JobInput,
+        plan: upscale_mod.RefinePlan,
+        progress: _Progress,
+        should_cancel: CancelFn | None,
+    ) -> Image.Image:
+        doubled = upscale_mod.esrgan_2x(
+            self._upscaler(preset),
+            image,
+            tile=preset.upscale_tile,
+            padding=preset.upscale_padding,
+            should_cancel=should_cancel,
+        )
+        refiner = self._refiner(preset)
+        return upscale_mod.refine(
+            refiner.pipe,
+            refiner.scheduler_config,
+            doubled,
+            seed=seed,
+            plan=plan,
+            padding=preset.upscale_padding,
+            denoise=preset.upscale_denoise,
+            on_step=progress.step,
+            should_cancel=should_cancel,
+        )
+
+
+@contextlib.contextmanager
+def _explain_out_of_memory(job: JobInput, placement: device_mod.Placement) -> Iterator[None]:
+    """Turn an out-of-memory error while generating into an actionable message."""
+    try:
+        yield
+    except Exception as exc:
+        if not device_mod.is_out_of_memory(exc):
+            raise
+        device_mod.free_memory(placement)
+        size = f"{job.width}x{job.height}" + (" upscaled 2x" if job.upscale else "")
+        raise ModelUnavailable(
+            f"out of memory while generating {job.samples} image(s) at {size}"
+            f"{device_mod.memory_note(placement)}. Ask for fewer samples or a smaller size, "
+            "or free memory: serve --offload model (STICKER_MAKER_OFFLOAD=model) or "
+            "--pipeline-cache 1."
+        ) from exc

@@ -15,6 +15,10 @@ from ._imageio import ensure_image, from_rgba, has_transparency, rgb_array, rgba
 from ._matting import decontaminate, estimate_local_background, segment, soft_edge
 
 METHODS = ("auto", "model", "none")
+#: Detached pieces smaller than this share of the largest piece's area are specks (stray
+#: noise on a blotchy backdrop), dropped from the alpha. Legitimate small parts (crumbs,
+#: sparkles, a bubble's dots) are well above it: 0.03 % of a 350 000 px subject is 105 px.
+SPECK_FRACTION = 0.0003
 
 
 @dataclass
@@ -35,7 +39,37 @@ def _model_free(rgb: np.ndarray) -> tuple[np.ndarray, list[str], bool]:
     model, dist = estimate_background(rgb)
     fg = segment(dist, model.threshold, model.too_smooth)
     alpha, colours = soft_edge(rgb, fg, model.surface, model.threshold)
-    return _pack(colours, alpha), list(model.notes), model.flat
+    notes = list(model.notes)
+    alpha = drop_specks(alpha, notes)
+    return _pack(colours, alpha), notes, model.flat
+
+
+def drop_specks(alpha: np.ndarray, notes: list[str] | None = None) -> np.ndarray:
+    """``alpha`` without detached pieces under :data:`SPECK_FRACTION` of the largest one.
+
+    Pieces are 8-connected regions of non-zero alpha, so a soft edge belongs to the piece
+    it surrounds. A note says how many were dropped (none on clean backdrops).
+    """
+    mask = (alpha >= 0.5 / 255.0).view(np.uint8)  # what stays non-zero in 8 bits
+    # (connectedComponents + bincount: ~10x faster than connectedComponentsWithStats)
+    n, labels = cv2.connectedComponents(mask, connectivity=8)
+    if n <= 2:
+        return alpha
+    area = np.bincount(labels.ravel(), minlength=n)
+    area[0] = 0
+    limit = SPECK_FRACTION * float(area.max())
+    specks = area < limit
+    specks[0] = False
+    if not specks.any():
+        return alpha
+    out = alpha.copy()
+    out[specks[labels]] = 0
+    if notes is not None:
+        notes.append(
+            f"dropped {int(specks.sum())} speck(s) under {limit:.0f} px "
+            f"({SPECK_FRACTION:.2%} of the subject's {int(area.max())} px)"
+        )
+    return out
 
 
 def _pack(colours: np.ndarray, alpha: np.ndarray) -> np.ndarray:
@@ -52,6 +86,7 @@ def _with_model(rgb: np.ndarray, model: object) -> tuple[np.ndarray, str]:
     alpha = loaded.predict(rgb).astype(np.float32)
     alpha[alpha < 0.02] = 0.0
     alpha[alpha > 0.98] = 1.0
+    alpha = drop_specks(alpha)
     background = estimate_local_background(rgb, alpha)
     colours = decontaminate(rgb, alpha, background)
     return _pack(colours, alpha), loaded.name

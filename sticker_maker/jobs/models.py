@@ -7,7 +7,21 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from sticker_maker.inputs import CutoutInput, SplitInput
 from sticker_maker.params import JobInput
+
+#: a job's input, by its kind
+AnyInput = JobInput | CutoutInput | SplitInput
+INPUTS: dict[str, type[AnyInput]] = {
+    "generate": JobInput,
+    "cutout": CutoutInput,
+    "split": SplitInput,
+}
+
+
+def parse_input(kind: str, text: str) -> AnyInput:
+    """The stored JSON input of a job of ``kind``."""
+    return INPUTS[kind].model_validate_json(text)
 
 
 class JobStatus(StrEnum):
@@ -28,8 +42,8 @@ class OutputFile:
 
     file: str
     kind: str  # "image" (opaque, as generated) | "sticker" (transparent cut-out)
-    index: int  # which sample of the batch
-    seed: int
+    index: int  # which sample of the batch (which piece of a split sheet)
+    seed: int  # 0 for upload jobs
     width: int
     height: int
     content_type: str = "image/png"
@@ -52,7 +66,7 @@ class Job:
     key_id: str
     kind: str
     preset: str
-    input: JobInput
+    input: AnyInput
     status: JobStatus
     output: list[OutputFile] = field(default_factory=list)
     error: str | None = None
@@ -78,6 +92,11 @@ class Job:
     def total_time(self) -> float | None:
         return None if self.completed_at is None else self.completed_at - self.created_at
 
+    @property
+    def input_files(self) -> list[str]:
+        """Stored files the job's input owns (an upload), deleted with its outputs."""
+        return list(getattr(self.input, "files", []))
+
     @classmethod
     def from_row(cls, row: Any) -> Job:
         output = json.loads(row["output"]) if row["output"] else []
@@ -86,7 +105,7 @@ class Job:
             key_id=row["key_id"],
             kind=row["kind"],
             preset=row["preset"],
-            input=JobInput.model_validate_json(row["input"]),
+            input=parse_input(row["kind"], row["input"]),
             status=JobStatus(row["status"]),
             output=[OutputFile(**o) for o in output],
             error=row["error"],

@@ -22,6 +22,7 @@ from sticker_maker.accounts import lifecycle
 from sticker_maker.accounts.webhooks import PROGRESS_EVERY, wants
 from sticker_maker.db import Database, jobs
 from sticker_maker.errors import NotFound
+from sticker_maker.inputs import UploadInput
 from sticker_maker.jobs.models import Job, JobStatus, OutputFile
 from sticker_maker.params import JobInput
 
@@ -30,7 +31,7 @@ _JOB_ID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
 
 #: runs inside the submit transaction before the insert and may raise (limits, credits);
 #: returns extra column values. ``accounts.admission.Admission`` is the one the API sets.
-Admission = Callable[[Connection, str, str, JobInput], dict[str, Any]]
+Admission = Callable[[Connection, str, str, JobInput | UploadInput], dict[str, Any]]
 
 
 class JobStore:
@@ -38,6 +39,12 @@ class JobStore:
         self.db = db
         #: called after a job is queued (the in-process worker's wake-up)
         self.on_submit: list[Callable[[], None]] = []
+        #: called with the job id after a job reaches a terminal state in this process
+        #: (wakes API requests waiting for it; other processes fall back to polling)
+        self.on_finish: list[Callable[[str], None]] = []
+        #: called with a running job's id after its cancel was requested (the in-process
+        #: worker stops it at once instead of at its next database poll)
+        self.on_cancel: list[Callable[[str], None]] = []
         self.admission: Admission | None = None
         self._progress_sent: dict[str, float] = {}  # job id → when its last progress event went
 
@@ -46,7 +53,7 @@ class JobStore:
     def submit(
         self,
         key_id: str,
-        job_input: JobInput,
+        job_input: JobInput | UploadInput,
         *,
         kind: str = "generate",
         webhook: str | None = None,
@@ -128,6 +135,9 @@ class JobStore:
     def request_cancel(self, job_id: str, key_id: str | None = None) -> Job:
         """Cancel a queued job at once; flag a running one for the worker to stop."""
         job = self.get(job_id, key_id)
+        if job.status is JobStatus.RUNNING:  # tell an in-process worker before the write
+            for callback in self.on_cancel:
+                callback(job.id)
         now = time.time()
         with self.db.write() as conn:
             canceled = (
@@ -149,6 +159,11 @@ class JobStore:
                 .where(and_(jobs.c.id == job_id, jobs.c.status == RUNNING))
                 .values(cancel_requested=True)
             )
+        if canceled is not None:
+            self._finished(job.id)
+        if job.status is JobStatus.QUEUED:  # it may have been claimed in the meantime
+            for callback in self.on_cancel:
+                callback(job.id)
         return self.get(job.id)
 
     # -- worker side ------------------------------------------------------------
@@ -254,4 +269,10 @@ class JobStore:
             if row is not None:
                 lifecycle.job_finished(conn, row)
         self._progress_sent.pop(job.id, None)
+        if row is not None:
+            self._finished(job.id)
         return row is not None
+
+    def _finished(self, job_id: str) -> None:
+        for callback in self.on_finish:
+            callback(job_id)

@@ -1,7 +1,9 @@
 """Predictor: ``setup()`` once, ``predict()`` per job (the cog shape).
 
-Generation (engine) then finishing (cut-out), giving for each image of the
-batch the opaque PNG and its transparent sticker PNG.
+Generation (engine) then finishing (cut-out, and a die cut when the job asks),
+giving for each image of the batch the opaque PNG and its sticker PNG. Upload
+jobs (``cutout``, ``split``) need only :meth:`Predictor.prepare` (presets, no
+torch) and give sticker PNGs only; :meth:`Predictor.run` dispatches on the kind.
 """
 
 from __future__ import annotations
@@ -11,22 +13,36 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
+from sticker_maker.inputs import CutoutInput, SplitInput
 from sticker_maker.params import JobInput
-from sticker_maker.presets import load_presets
+from sticker_maker.presets import PresetRegistry, load_presets
+from sticker_maker.worker import stickers as finishing_steps
 
 LogFn = Callable[[str], None]
 
 
 @dataclass
 class Sticker:
-    image_png: bytes
+    """One sticker output; ``image_png`` is the opaque image it came from (None: uploads)."""
+
+    image_png: bytes | None
     sticker_png: bytes
     seed: int
-    width: int
+    width: int  # of the opaque image (uploads: of the sticker)
     height: int
+    sticker_width: int
+    sticker_height: int
+
+    def files(self) -> list[tuple[str, bytes, int, int]]:
+        """``(output kind, png, width, height)`` of each file to store."""
+        files = [("sticker", self.sticker_png, self.sticker_width, self.sticker_height)]
+        if self.image_png is not None:
+            files.insert(0, ("image", self.image_png, self.width, self.height))
+        return files
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -35,15 +51,39 @@ def png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-class Predictor:
-    def __init__(self) -> None:
-        self.engine = None  # set by setup()
+def sticker_output(image: Image.Image | None, sticker: Image.Image, seed: int = 0) -> Sticker:
+    shown = image if image is not None else sticker
+    return Sticker(
+        image_png=png_bytes(image.convert("RGB")) if image is not None else None,
+        sticker_png=png_bytes(sticker),
+        seed=seed,
+        width=shown.width,
+        height=shown.height,
+        sticker_width=sticker.width,
+        sticker_height=sticker.height,
+    )
 
-    def setup(self, presets_file: str | None = None, cache_size: int = 2) -> None:
+
+class Predictor:
+    #: set by prepare()
+    presets: PresetRegistry | None = None
+
+    def __init__(self) -> None:
+        self.engine: Any = None  # an Engine, set by setup()
+
+    def setup(
+        self,
+        presets_file: str | None = None,
+        cache_size: int = 2,
+        engine_options: dict[str, Any] | None = None,
+    ) -> None:
+        """Read the presets and build the engine (models load on first use, then stay)."""
+        from sticker_maker.engine.options import EngineOptions
         from sticker_maker.engine.pipeline import Engine
 
         registry = load_presets(Path(presets_file) if presets_file else None)
-        self.engine = Engine(registry, cache_size=cache_size)
+        options = EngineOptions(**engine_options) if engine_options else None
+        self.engine = Engine(registry, cache_size=cache_size, options=options)
 
     def predict(
         self,
@@ -53,28 +93,76 @@ class Predictor:
         should_cancel: Callable[[], bool] | None = None,
         log: LogFn | None = None,
     ) -> list[Sticker]:
-        from sticker_maker.finishing import remove_background
-
         assert self.engine is not None, "call setup() first"
         log = log or (lambda _line: None)
         preset = self.engine.presets.get(job.preset)
         started = time.perf_counter()
+        loads_before = self.engine.loads
+        load_seconds = self.engine.load_seconds
         images = self.engine.generate(job, on_progress=on_progress, should_cancel=should_cancel)
-        log(f"generated {len(images)} image(s) in {time.perf_counter() - started:.2f}s")
+        loaded = [
+            f"{kind} x{count - loads_before.get(kind, 0)}"
+            for kind, count in self.engine.loads.items()
+            if count != loads_before.get(kind, 0)
+        ]
+        if loaded:
+            seconds = self.engine.load_seconds - load_seconds
+            log(f"loaded models ({', '.join(loaded)}) in {seconds:.2f}s")
+        size = f"{images[0].image.width}x{images[0].image.height}" if images else ""
+        log(
+            f"generated {len(images)} image(s) {size}"
+            + (" (upscaled 2x and refined)" if job.upscale else "")
+            + f" in {time.perf_counter() - started:.2f}s"
+        )
         stickers = []
         for generated in images:
-            t0 = time.perf_counter()
-            cut = remove_background(generated.image, method=preset.background_remover)
-            for note in cut.notes:
-                log(f"cut-out: {note}")
-            log(f"cut-out ({cut.method_used}) in {(time.perf_counter() - t0) * 1000:.0f} ms")
-            stickers.append(
-                Sticker(
-                    image_png=png_bytes(generated.image.convert("RGB")),
-                    sticker_png=png_bytes(cut.image),
-                    seed=generated.seed,
-                    width=generated.image.width,
-                    height=generated.image.height,
-                )
-            )
+            sticker = finishing_steps.finish(generated.image, preset, job.finishing, log)
+            stickers.append(sticker_output(generated.image, sticker, generated.seed))
         return stickers
+
+    def prepare(self, presets_file: str | None = None) -> None:
+        """What every job kind needs: the presets (no torch, no weights)."""
+        self.presets = load_presets(Path(presets_file) if presets_file else None)
+
+    def run(
+        self,
+        kind: str,
+        input_json: str,
+        upload: bytes | None = None,
+        *,
+        on_progress: Callable[[int, int], None],
+        should_cancel: Callable[[], bool] | None = None,
+        log: LogFn | None = None,
+    ) -> list[Sticker]:
+        """One job of any kind (``upload``: the uploaded file of a cutout/split job)."""
+        log = log or (lambda _line: None)
+        if kind == "generate":
+            return self.predict(
+                JobInput.model_validate_json(input_json),
+                on_progress=on_progress,
+                should_cancel=should_cancel,
+                log=log,
+            )
+        if self.presets is None:
+            self.prepare()
+        assert self.presets is not None
+        if upload is None:
+            raise ValueError(f"a {kind} job needs its uploaded image")
+        if kind == "cutout":
+            job = CutoutInput.model_validate_json(input_json)
+            preset = self.presets.get(job.preset)
+            sticker = finishing_steps.cutout(
+                job, upload, preset, on_progress=on_progress, should_cancel=should_cancel, log=log
+            )
+            result = [sticker_output(None, sticker)]
+        elif kind == "split":
+            sheet = SplitInput.model_validate_json(input_json)
+            preset = self.presets.get(sheet.preset)
+            pieces = finishing_steps.split(
+                sheet, upload, preset, on_progress=on_progress, should_cancel=should_cancel, log=log
+            )
+            result = [sticker_output(None, piece) for piece in pieces]
+        else:
+            raise ValueError(f"unknown job kind {kind!r}")
+        on_progress(3, 3)
+        return result

@@ -18,11 +18,14 @@ import threading
 import time
 import uuid
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sticker_maker.jobs import Job, JobStore, OutputFile
 from sticker_maker.storage import Storage, new_file_name
-from sticker_maker.worker.child import child_main
+from sticker_maker.worker.child import child_main, job_message
+
+if TYPE_CHECKING:
+    from sticker_maker.worker.predictor import Sticker
 
 log = logging.getLogger("sticker_maker.worker")
 
@@ -74,6 +77,7 @@ class Worker:
         *,
         presets_file: str | None = None,
         cache_size: int = 2,
+        engine_options: dict[str, Any] | None = None,
         poll_interval: float = 1.0,
         heartbeat_interval: float = 10.0,
         progress_interval: float = 0.1,
@@ -82,7 +86,11 @@ class Worker:
     ) -> None:
         self.store = store
         self.storage = storage
-        self.config = {"presets_file": presets_file, "cache_size": cache_size}
+        self.config = {
+            "presets_file": presets_file,
+            "cache_size": cache_size,
+            "engine_options": engine_options,
+        }
         self.poll_interval = poll_interval
         self.heartbeat_interval = heartbeat_interval
         self.progress_interval = progress_interval
@@ -92,6 +100,10 @@ class Worker:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._child: _Child | None = None
+        #: the running job's id and the last step its model process reported
+        self._current: str | None = None
+        self._latest_step = self._latest_total = 0
+        self._signalled_at: int | None = None
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -102,6 +114,16 @@ class Worker:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def cancel(self, job_id: str) -> None:
+        """Stop ``job_id`` at its next step if this worker is running it (else nothing).
+
+        The API calls this in-process right after flagging the job in the database, so
+        the model process sees the cancel within one step instead of at the next poll.
+        """
+        child = self._child
+        if child is not None and self._current == job_id:
+            self._signal_cancel(child)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -155,7 +177,21 @@ class Worker:
 
     def _run(self, child: _Child, job: Job) -> None:
         child.cancel.clear()
-        child.conn.send(("predict", job.id, job.input.model_dump_json()))
+        self._latest_step, self._latest_total = 0, job.progress_total
+        self._signalled_at = None
+        self._current = job.id
+        try:
+            self._exchange(child, job)
+        finally:
+            self._current = None
+
+    def _signal_cancel(self, child: _Child) -> None:
+        if self._signalled_at is None:
+            self._signalled_at = self._latest_step
+        child.cancel.set()
+
+    def _exchange(self, child: _Child, job: Job) -> None:
+        child.conn.send(job_message(job, self.storage))
         started = last_beat = last_progress = last_cancel_check = time.monotonic()
         pending_progress: tuple[int, int] | None = None
         conn: Connection = child.conn
@@ -170,6 +206,7 @@ class Worker:
                 kind = message[0]
                 if kind == "progress":
                     pending_progress = (message[1], message[2])
+                    self._latest_step, self._latest_total = message[1], message[2]
                     final = message[1] >= message[2]
                     if final or now - last_progress >= self.progress_interval:
                         if not self.store.record_progress(job, *pending_progress):
@@ -181,7 +218,7 @@ class Worker:
                     self._finish(job, message[1], message[2])
                     return
                 elif kind == "canceled":
-                    self.store.mark_canceled(job, message[1])
+                    self._canceled(job, message[1])
                     return
                 elif kind == "error":
                     self.store.fail(job, message[1], message[2] or None)
@@ -193,7 +230,7 @@ class Worker:
             if now - last_cancel_check >= 0.25:
                 last_cancel_check = now
                 if self.store.cancel_requested(job) or self._stop.is_set():
-                    child.cancel.set()
+                    self._signal_cancel(child)
             if now - last_beat >= self.heartbeat_interval:
                 step, total = pending_progress or (job.progress_step, job.progress_total)
                 if not self.store.record_progress(job, step, total):
@@ -208,6 +245,18 @@ class Worker:
                 )
                 return
 
+    def _canceled(self, job: Job, predict_time: float) -> None:
+        """Record where the job stopped, then mark it canceled."""
+        step, total = self._latest_step, self._latest_total
+        self.store.record_progress(job, step, total)
+        if self._signalled_at is not None:
+            self.store.append_log(
+                job,
+                f"canceled at step {step}/{total} "
+                f"(the cancel reached the model process at step {self._signalled_at})",
+            )
+        self.store.mark_canceled(job, predict_time)
+
     def _crashed(self, child: _Child, job: Job) -> None:
         child.proc.join(5)
         code = child.proc.exitcode
@@ -218,20 +267,20 @@ class Worker:
             "it has been restarted. If this repeats, the model may not fit in memory.",
         )
 
-    def _finish(self, job: Job, stickers: list[dict[str, Any]], predict_time: float) -> None:
+    def _finish(self, job: Job, stickers: list[Sticker], predict_time: float) -> None:
         outputs: list[OutputFile] = []
         for index, sticker in enumerate(stickers):
-            for kind, key in (("image", "image_png"), ("sticker", "sticker_png")):
+            for kind, data, width, height in sticker.files():
                 name = new_file_name("png")
-                self.storage.put(name, sticker[key])
+                self.storage.put(name, data)
                 outputs.append(
                     OutputFile(
                         file=name,
                         kind=kind,
                         index=index,
-                        seed=sticker["seed"],
-                        width=sticker["width"],
-                        height=sticker["height"],
+                        seed=sticker.seed,
+                        width=width,
+                        height=height,
                     )
                 )
         if not self.store.complete(job, outputs, predict_time):

@@ -33,6 +33,7 @@ def test_no_input_makes_the_service_fail(tmp_path: Path) -> None:
             submits_per_minute=0,
             max_active_jobs=0,
             max_queue_depth=0,
+            sync_timeout=0.05,  # no worker here: synchronous Segmind calls answer 504 at once
         ),
         run_worker=False,
         run_background=False,

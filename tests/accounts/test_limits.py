@@ -5,11 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 import pytest
-from fastapi import Depends
 
 from accounts.helpers import Client, bearer
-from sticker_maker.accounts import ApiKey
-from sticker_maker.api.auth import current_key
 
 
 def test_thirty_rapid_submits_against_a_limit_of_ten(make_client) -> None:
@@ -83,15 +80,10 @@ def test_global_queue_cap_is_503(make_client) -> None:
 
 def test_segmind_routes_get_the_reset_header(make_client) -> None:
     client: Client = make_client(requests_per_minute=1)
-    # a stand-in for a Segmind-compatible route (issue 4 adds the real ones)
-
-    @client.app.post("/v1/some-segmind-model")
-    def _model(key: ApiKey = Depends(current_key)) -> dict:
-        return {"ok": True}
-
     key = client.new_key()
-    assert client.post("/v1/some-segmind-model", headers={"x-api-key": key}).status_code == 200
-    limited = client.post("/v1/some-segmind-model", headers={"x-api-key": key})
+    body = {"prompt": "x"}
+    assert client.post("/v2/stickersheet", headers={"x-api-key": key}, json=body).status_code == 200
+    limited = client.post("/v2/stickersheet", headers={"x-api-key": key}, json=body)
     assert limited.status_code == 429
     assert set(limited.json()) == {"error"}
     reset = limited.headers["x-rate-limit-reset-at-utc"]

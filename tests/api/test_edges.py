@@ -134,3 +134,24 @@ def test_seed_defaults_and_random_seed(client: TestClient) -> None:
     assert (inp["width"], inp["height"], inp["steps"], inp["upscale_steps"]) == (1024, 1024, 20, 10)
     assert 0 <= inp["seed"] < 2**32 and data["data"]["status"] == "starting"
     assert data["data"]["output"] == []
+
+
+def test_upload_jobs_are_not_seed_or_segmind_requests(client: TestClient) -> None:
+    import io
+
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (64, 64), (255, 0, 0)).save(png, format="PNG")
+    r = client.post(
+        "/v1/cutouts",
+        headers={"x-api-key": client.key},
+        files={"image": ("red.png", png.getvalue(), "image/png")},
+    )
+    assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
+    for path in (f"/v2/requests/{job_id}", f"/v2/requests/{job_id}/status"):
+        r = client.get(path, headers={"x-api-key": client.key})
+        assert r.status_code == 404 and r.json() == {"error": f"Request {job_id} not found"}
+    r = client.get("/api/v1/result", params={"tid": job_id}, headers={"apikey": client.key})
+    assert r.status_code == 404

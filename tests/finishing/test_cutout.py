@@ -148,3 +148,45 @@ def test_model_free_path_never_imports_torch() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert run.returncode == 0, run.stderr
+
+
+def test_specks_are_dropped_relative_to_the_subject() -> None:
+    from sticker_maker.finishing._cutout import SPECK_FRACTION, drop_specks
+
+    alpha = np.zeros((1000, 1000), np.float32)
+    cv2.circle(alpha, (500, 500), 300, 1.0, -1)  # the subject: ~283 000 px
+    alpha[900:920, 100:120] = 1.0  # a crumb: 400 px, well above the limit (~85 px)
+    alpha[50:55, 950:955] = 0.6  # specks: 25 px and 1 px
+    alpha[10, 10] = 0.2
+    notes: list[str] = []
+    out = drop_specks(alpha, notes)
+    assert out[52, 952] == 0 and out[10, 10] == 0
+    assert out[910, 110] == 1.0 and out[500, 500] == 1.0
+    assert len(notes) == 1 and "dropped 2 speck(s)" in notes[0]
+    assert SPECK_FRACTION * np.pi * 300**2 < 400
+    # nothing to drop: the same array back, no note
+    clean = np.zeros((50, 50), np.float32)
+    clean[10:40, 10:40] = 1.0
+    assert drop_specks(clean, notes) is clean and len(notes) == 1
+
+
+def test_noise_specks_do_not_become_white_dots(noto: Path) -> None:
+    """case003_noise: blotchy noise left 7-32 px specks that die_cut inflated into dots."""
+    from sticker_maker.finishing import die_cut
+
+    image = Image.open(noto / "composite" / "case003_noise.png")
+    truth = np.asarray(Image.open(noto / "composite" / "case003_alpha.png").convert("L"))
+    result = remove_background(image)
+    a = alpha_of(result.image)
+    n, _, stats, _ = cv2.connectedComponentsWithStats((a > 0).astype(np.uint8), connectivity=8)
+    areas = sorted(stats[1:, cv2.CC_STAT_AREA].tolist())
+    assert min(areas) >= 500  # no specks left
+    assert len(areas) == 6  # the eraser and its five crumbs (700-2100 px) are all kept
+    assert any("speck" in note for note in result.notes)
+    assert iou(a >= 128, truth >= 128) >= 0.99
+    sticker = np.asarray(die_cut(result.image, shadow=True))[..., 3]
+    n, _, stats, _ = cv2.connectedComponentsWithStats(
+        (sticker >= 128).astype(np.uint8), connectivity=8
+    )
+    # the bordered eraser and at most one bordered cluster of crumbs; no stray dots
+    assert n - 1 <= 2 and stats[1:, cv2.CC_STAT_AREA].min() > 4000

@@ -1,0 +1,75 @@
+"""A least-recently-used cache of loaded models, bounded per kind, that handles OOM.
+
+Kinds are ``"base"`` (SDXL pipelines), ``"refiner"`` (SD 1.5 img2img) and
+``"upscaler"`` (ESRGAN); each kind keeps at most ``size`` models. When loading a model
+runs out of memory, every other cached model is dropped and the load is tried once more;
+if it still does not fit, the :class:`~sticker_maker.engine.loading.DoesNotFit` error
+(naming the model and the options that help) reaches the job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from sticker_maker.engine.device import Placement, free_memory
+from sticker_maker.engine.loading import DoesNotFit
+
+T = TypeVar("T")
+
+
+class ModelCache:
+    def __init__(self, size: int, placement: Placement) -> None:
+        self.size = max(1, size)
+        self.placement = placement
+        self._entries: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        #: loads per kind (tests and benchmarks count these)
+        self.loads: dict[str, int] = {}
+        #: seconds spent loading weights (kept out of a job's billed predict time)
+        self.load_seconds = 0.0
+
+    def get(self, kind: str, ref: str, load: Callable[[], T]) -> T:
+        """The cached model, or ``load()`` it (evicting the least recently used first)."""
+        key = (kind, ref)
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        self._evict(kind, keep=self.size - 1)
+        started = time.perf_counter()
+        try:
+            try:
+                value = load()
+            except DoesNotFit:
+                if not self._entries:
+                    free_memory(self.placement)
+                    raise
+                self.clear()
+                value = load()
+        finally:
+            self.load_seconds += time.perf_counter() - started
+        self._entries[key] = value
+        self.loads[kind] = self.loads.get(kind, 0) + 1
+        return value
+
+    def peek(self, kind: str, ref: str) -> Any:
+        """The cached model or None, without loading or touching the LRU order."""
+        return self._entries.get((kind, ref))
+
+    def _evict(self, kind: str, keep: int) -> None:
+        same = [k for k in self._entries if k[0] == kind]
+        dropped = False
+        while len(same) > keep:
+            del self._entries[same.pop(0)]
+            dropped = True
+        if dropped:
+            free_memory(self.placement)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        free_memory(self.placement)
+
+    def keys(self, kind: str) -> list[str]:
+        """Cached refs of one kind, least recently used first."""
+        return [ref for k, ref in self._entries if k == kind]
