@@ -71,8 +71,12 @@ def test_api_routes_are_not_shadowed(client: TestClient) -> None:
     assert client.get("/health").json()["status"] == "ok"
     assert "presets" in client.get("/v1/presets").json()
     assert client.get("/v1/jobs").status_code == 401
-    missing = client.get("/v1/no-such-route")
-    assert missing.status_code == 404 and missing.headers["content-type"] == "application/json"
+    assert client.post("/v1/jobs", json={}).status_code == 401
+    # unknown paths stay API 404s: the page is only at /
+    for path in ("/no-such-page", "/web", "/web/", "/v1/jobs/x/y/z"):
+        missing = client.get(path)
+        assert missing.status_code == 404, path
+        assert missing.headers["content-type"] == "application/json", path
     # the page is not part of the API description
     assert "/" not in client.get("/openapi.json").json()["paths"]
 
