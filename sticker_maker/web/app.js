@@ -210,12 +210,10 @@ function generateBody() {
   if ($("upscale").checked) body.upscale = true;
   const negative = $("negative").value.trim();
   if (negative) body.negative_prompt = negative;
-  // only what differs from the preset's finishing, so plain requests stay plain
-  const finishing = {};
-  if (!$("border").checked) finishing.border = 0;
-  if ($("shadow").checked) finishing.shadow = true;
-  if ($("remover").value) finishing.remover = $("remover").value;
-  if (Object.keys(finishing).length) body.finishing = finishing;
+  // a die cut: a white border in proportion to the size (null), or the bare cut-out (0)
+  body.finishing = { border: $("border").checked ? null : 0 };
+  if ($("shadow").checked) body.finishing.shadow = true;
+  if ($("remover").value) body.finishing.remover = $("remover").value;
   return body;
 }
 

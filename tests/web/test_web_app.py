@@ -106,7 +106,15 @@ def test_generate_flow_to_a_downloaded_png_with_alpha(
         batch.locator("[data-action='png']").click()
     download = info.value
     assert download.suggested_filename == f"a-happy-corgi-in-a-space-helmet-{seed}.png"
-    assert assert_sticker_png(saved(download, tmp_path)).size == (64, 64)
+    assert_sticker_png(saved(download, tmp_path))
+    # what the page asked for: the defaults, and a die cut with a white border
+    (job,) = httpx.get(f"{server.url}/v1/jobs", headers={"Authorization": f"Bearer {key}"}).json()[
+        "jobs"
+    ]
+    assert job["input"]["samples"] == 1 and job["input"]["preset"] == "sticker-maker"
+    assert job["input"]["seed"] == seed
+    assert job["input"]["finishing"]["border"] is None  # in proportion to the size
+    assert job["input"]["finishing"]["trim"] is True
 
     # the job is in the key's recent jobs; credits show a number where the service has accounts
     page.wait_for_selector("#recent .recent-item")
@@ -406,7 +414,8 @@ def test_phone_width_layout(browser: Any, server: RunningServer) -> None:
 
 
 def test_keyboard_and_labels(browser: Any, server: RunningServer) -> None:
-    page = new_page(browser, server, key=server.new_key())
+    key = server.new_key()
+    page = new_page(browser, server, key=key)
     unlabelled = page.evaluate(
         """() => [...document.querySelectorAll('input, select, textarea')]
              .filter((e) => e.labels.length === 0 && !e.getAttribute('aria-label'))
@@ -437,7 +446,10 @@ def test_keyboard_and_labels(browser: Any, server: RunningServer) -> None:
     page.keyboard.press("ArrowLeft")
     assert page.is_visible("#generate-form")
 
-    # Ctrl+Enter in the prompt generates, all from the keyboard
+    # Ctrl+Enter in the prompt generates, all from the keyboard (here without a border)
+    page.focus("#border")
+    page.keyboard.press("Space")
+    assert not page.is_checked("#border")
     page.focus("#prompt")
     page.keyboard.type("a cat made of clouds")
     page.keyboard.press("Control+Enter")
@@ -445,4 +457,8 @@ def test_keyboard_and_labels(browser: Any, server: RunningServer) -> None:
     assert page.evaluate("document.activeElement.classList.contains('batch')")
     assert "clouds" in batch.locator("h3").inner_text()
     assert "ready" in page.text_content("#live")
+    (job,) = httpx.get(f"{server.url}/v1/jobs", headers={"Authorization": f"Bearer {key}"}).json()[
+        "jobs"
+    ]
+    assert job["input"]["finishing"]["border"] == 0
     page.context.close()
