@@ -80,12 +80,6 @@ def wait_for_stickers(page: Any, count: int, timeout: float = 120_000) -> Any:
     return page.locator(".batch").first
 
 
-def server_has(server: RunningServer, path: str, method: str = "post") -> bool:
-    """Whether this build of the service has a route (some land with other issues)."""
-    paths = httpx.get(f"{server.url}/openapi.json").json()["paths"]
-    return method in paths.get(path, {})
-
-
 def png_bytes(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG")

@@ -1,8 +1,6 @@
 """The web app in a real browser against a real server with the tiny models.
 
-Each flow is its own test. Flows whose server side lands with another issue (uploads,
-splits, exports: issue 9; credits: issue 5) skip, saying so, on a build without the route.
-Screenshots go to ``test-artifacts/web/``.
+Each flow is its own test. Screenshots go to ``test-artifacts/web/``.
 """
 
 from __future__ import annotations
@@ -25,7 +23,6 @@ from .browser import (
     drawing,
     new_page,
     record_status,
-    server_has,
     shot,
     wait_for_stickers,
     wait_job,
@@ -119,12 +116,8 @@ def test_generate_flow_to_a_downloaded_png_with_alpha(
     # the job is in the key's recent jobs; credits show a number where the service has accounts
     page.wait_for_selector("#recent .recent-item")
     assert "a happy corgi" in page.locator("#recent .recent-item").first.inner_text()
-    credits = page.text_content("#credits")
-    if server_has(server, "/v1/account", "get"):
-        page.wait_for_function("() => document.querySelector('#credits').textContent !== '—'")
-        assert re.fullmatch(r"[\d,.\s]+", page.text_content("#credits"))
-    else:
-        assert credits == "—"
+    page.wait_for_function("() => document.querySelector('#credits').textContent !== '—'")
+    assert re.fullmatch(r"[\d,.\s]+", page.text_content("#credits"))
 
     # forgetting the key asks for one again
     page.click("#forget-key")
@@ -135,17 +128,18 @@ def test_generate_flow_to_a_downloaded_png_with_alpha(
 
 
 def test_cancel_while_waiting_in_line(browser: Any, server: RunningServer) -> None:
-    other = server.new_key()
-    httpx.post(
+    # a long job in front (canceled at the end), so this one is surely still waiting
+    other = {"Authorization": f"Bearer {server.new_key()}"}
+    blocker = httpx.post(
         f"{server.url}/v1/jobs",
-        headers={"Authorization": f"Bearer {other}"},
-        json={"prompt": "blocker", "preset": "tiny", "steps": 6},
-    ).raise_for_status()
+        headers=other,
+        json={"prompt": "blocker", "preset": "tiny", "steps": 100},
+    ).json()
     key = server.new_key()
     page = new_page(browser, server, key=key)
     page.fill("#prompt", "cute cat")
     page.click("#generate")
-    page.wait_for_selector("#job-status:not([hidden])")
+    page.wait_for_selector("#status-text:has-text('in line')")
     page.click("#cancel-job")
     page.wait_for_selector("#toast:has-text('Canceled')")
     assert page.is_hidden("#job-status") and page.locator(".batch").count() == 0
@@ -156,6 +150,8 @@ def test_cancel_while_waiting_in_line(browser: Any, server: RunningServer) -> No
     assert job["status"] == "canceled"
     assert page.errors == []
     page.context.close()
+    httpx.post(blocker["urls"]["cancel"], headers=other).raise_for_status()
+    wait_job(server, other["Authorization"][7:], blocker["id"])
 
 
 def test_copy_puts_a_png_on_the_clipboard(browser: Any, server: RunningServer) -> None:
@@ -219,8 +215,6 @@ def test_size_out_of_range_names_the_field(browser: Any, server: RunningServer) 
 
 
 def test_out_of_credits_is_explained(browser: Any, server: RunningServer) -> None:
-    if not server_has(server, "/v1/account", "get"):
-        pytest.skip("credits are enforced by the accounts work (issue 5), not in this build yet")
     page = new_page(browser, server, key=server.new_key(credits=0))
     page.fill("#prompt", "cute cat")
     page.click("#generate")
@@ -231,7 +225,7 @@ def test_out_of_credits_is_explained(browser: Any, server: RunningServer) -> Non
     page.context.close()
 
 
-def test_rate_limit_says_how_long_to_wait(browser: Any, server: RunningServer) -> None:
+def test_rate_limit_and_no_accounts(browser: Any, server: RunningServer) -> None:
     """The 429 body and header as api/errors.py writes them (the limits are tested there)."""
     page = new_page(browser, server, key=server.new_key())
     page.route(
@@ -254,6 +248,20 @@ def test_rate_limit_says_how_long_to_wait(browser: Any, server: RunningServer) -
             else route.continue_()
         ),
     )
+    # a service without accounts (no GET /v1/account) shows no number
+    page.route(
+        "**/v1/account",
+        lambda route: route.fulfill(
+            status=404,
+            content_type="application/json",
+            body='{"error": {"code": "not_found", "message": "Not Found"}}',
+        ),
+    )
+    page.reload()
+    page.wait_for_selector("body.ready")
+    page.wait_for_selector("#account:not([hidden])")
+    assert page.text_content("#credits") == "—"
+
     page.fill("#prompt", "cute cat")
     page.click("#generate")
     page.wait_for_selector("#form-error:not([hidden])")
@@ -267,10 +275,6 @@ def test_rate_limit_says_how_long_to_wait(browser: Any, server: RunningServer) -
 def test_upload_is_cut_out_into_a_sticker(
     browser: Any, server: RunningServer, tmp_path: Path
 ) -> None:
-    if not server_has(server, "/v1/cutouts"):
-        pytest.skip(
-            "POST /v1/cutouts lands with the finishing API (issue 9), not in this build yet"
-        )
     page = new_page(browser, server, key=server.new_key())
     page.click("#tab-upload")
     assert page.is_visible("#upload-form") and page.is_hidden("#generate-form")
@@ -298,8 +302,6 @@ def test_upload_is_cut_out_into_a_sticker(
 
 
 def test_sheet_upload_is_split_into_single_stickers(browser: Any, server: RunningServer) -> None:
-    if not server_has(server, "/v1/splits"):
-        pytest.skip("POST /v1/splits lands with the finishing API (issue 9), not in this build yet")
     page = new_page(browser, server, key=server.new_key())
     page.click("#tab-upload")
     sheet = drawing(discs=3, size=(480, 160))
@@ -314,8 +316,6 @@ def test_sheet_upload_is_split_into_single_stickers(browser: Any, server: Runnin
 
 
 def test_exports_for_each_app(browser: Any, server: RunningServer, tmp_path: Path) -> None:
-    if not server_has(server, "/v1/jobs/{job_id}/outputs/{n}/export/{target}", "get"):
-        pytest.skip("exports land with the finishing API (issue 9), not in this build yet")
     key = server.new_key()
     for seed in (1, 2, 3):
         job = httpx.post(
