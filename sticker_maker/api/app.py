@@ -18,6 +18,7 @@ from sticker_maker.api import (
     native,
     seed_compat,
     segmind,
+    web,
 )
 from sticker_maker.api.body_limit import BodyLimit
 from sticker_maker.api.services import Services
@@ -90,6 +91,8 @@ def create_app(
 
     # Last: the catch-all /v1/<model> and /v2/<model> routes must not shadow the others.
     app.include_router(segmind.router)
+    # The page and its assets (/, /web/...) after every API route: they never shadow one.
+    app.include_router(web.router)
     return app
 
 
