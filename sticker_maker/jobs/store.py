@@ -324,13 +324,18 @@ class JobStore:
         predict_time: float,
         billed_time: float | None = None,
         logs: str = "",
+        progress: tuple[int, int] | None = None,
     ) -> bool:
         """Mark succeeded with outputs. False (and nothing written) if fenced out.
 
         ``billed_time``: a batched job's share of the shared model call (billed instead
         of ``predict_time``, which stays the time the model took to give its images).
+        ``progress``: the last (step, total) the worker saw, written with the completion so
+        a finished job never shows progress that was still waiting to be flushed.
         """
-        extra = {"logs": jobs.c.logs + logs} if logs else {}
+        extra: dict[str, object] = {"logs": jobs.c.logs + logs} if logs else {}
+        if progress is not None:
+            extra.update(progress_step=progress[0], progress_total=progress[1])
         return self._finish(
             job,
             JobStatus.SUCCEEDED,

@@ -359,7 +359,8 @@ class Worker:
         del self._running[job.id]
         if kind == "done":
             billed = message[3] if len(message) > 3 else None
-            self._finish(job, message[1], message[2], billed, running.take_lines())
+            progress = (running.step, running.total)
+            self._finish(job, message[1], message[2], billed, running.take_lines(), progress)
         elif kind == "canceled":
             self._canceled(running, message[1])
         elif kind == "error":
@@ -397,6 +398,7 @@ class Worker:
         predict_time: float,
         billed_time: float | None = None,
         logs: str = "",
+        progress: tuple[int, int] | None = None,
     ) -> None:
         outputs: list[OutputFile] = []
         for index, sticker in enumerate(stickers):
@@ -413,7 +415,7 @@ class Worker:
                         height=height,
                     )
                 )
-        if not self.store.complete(job, outputs, predict_time, billed_time, logs):
+        if not self.store.complete(job, outputs, predict_time, billed_time, logs, progress):
             # Fenced out: another attempt owns this job now. Leave no orphan files.
             for output in outputs:
                 self.storage.delete(output.file)
