@@ -8,8 +8,13 @@ it beside the hosted services (13-16 s per prediction) and the H100 compute floo
 for 20 steps of SDXL with guidance; ``/work/shared/reference/anchors.md``).
 
     python bench/engine.py                       # tiny model, CPU
-    python bench/engine.py --base /models/sdxl --lora /models/stickers.safetensors
+    python bench/engine.py --base /models/sdxl --lora /models/stickers.safetensors --device cuda
     STICKER_MAKER_COMPILE=1 python bench/engine.py --base /models/sdxl --repeats 5
+
+Rows: one job; 4 samples in one call; 4 jobs batched in one call (batching across jobs,
+``serve --max-batch``); no LoRA; the other LoRA mode (fused vs unfused); with ``--compile``
+(default with real weights on a GPU) a ``torch.compile``'d UNet; on the tiny model also
+upscale + refine.
 
 Importable: :func:`rows` returns the measurements as dicts; :func:`main` prints them.
 Engine options (device, dtype, offload, LoRA fusing, compile) come from the same
@@ -91,6 +96,24 @@ def _time_job(engine: Any, registry: Any, repeats: int, **fields: Any) -> dict[s
     }
 
 
+def _time_batch(engine: Any, registry: Any, repeats: int, **fields: Any) -> float:
+    """Median seconds per job when 4 jobs (other prompts and seeds) share one call."""
+    from sticker_maker.params import parse_request, resolve
+
+    jobs = [
+        resolve(parse_request({"prompt": f"cute cat {n}", "seed": n, **fields}), registry)
+        for n in range(4)
+    ]
+    engine.generate_many(jobs)  # warm-up (batch shapes)
+    totals = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        results = engine.generate_many(jobs)
+        totals.append(time.perf_counter() - started)
+        assert all(r.error is None for r in results), [r.error for r in results]
+    return statistics.median(totals) / len(jobs)
+
+
 def _row(bench: str, setting: str, value: float, unit: str, reference: str = "") -> dict:
     return {
         "bench": bench,
@@ -109,6 +132,7 @@ def rows(
     steps: int | None = None,
     size: int | None = None,
     threads: int | None = None,
+    compile_too: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Measure the engine. Without ``base``: tiny model at 64², else a 1024² sticker.
 
@@ -123,6 +147,8 @@ def rows(
     from sticker_maker.presets import load_presets
 
     tiny = base is None
+    if compile_too is None:  # compiling the tiny model on a CPU takes minutes, for nothing
+        compile_too = not tiny and torch.cuda.is_available()
     if threads or tiny:
         torch.set_num_threads(threads or 1)
     with tempfile.TemporaryDirectory(prefix="sticker-bench-") as tmp:
@@ -163,6 +189,16 @@ def rows(
         out.append(
             _row("engine", f"{setting}, samples=4 in one call", four["job_s"] / 4, "s/image")
         )
+        batched = _time_batch(engine, registry, repeats, steps=steps, **common)
+        out.append(
+            _row(
+                "engine",
+                f"{setting}, 4 jobs batched in one call (--max-batch 4)",
+                batched,
+                "s/image" if tiny else "s/sticker",
+                reference,
+            )
+        )
         nolora = _time_job(
             engine, registry, repeats, steps=steps, **{**common, "preset": "bench-nolora"}
         )
@@ -185,6 +221,20 @@ def rows(
             )
         )
         engine = other
+        if compile_too:
+            del engine
+            compiled = Engine(registry, cache_size=1, options=EngineOptions.from_env(compile=True))
+            comp = _time_job(compiled, registry, repeats, steps=steps, **common)
+            out.append(
+                _row(
+                    "engine",
+                    f"{setting}, UNet torch.compile'd",
+                    comp["job_s"],
+                    "s/image" if tiny else "s/sticker",
+                    reference,
+                )
+            )
+            engine = compiled
         if tiny:
             up = _time_job(
                 engine, registry, repeats, steps=4, upscale=True, upscale_steps=4, **common
@@ -223,7 +273,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (20)")
     parser.add_argument("--size", type=int, default=None, help="side in px (64 tiny, 1024)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also time a torch.compile'd UNet (default: on with --base on a GPU)",
+    )
+    parser.add_argument("--device", default=None, help="cuda, cpu, ... ($STICKER_MAKER_DEVICE)")
     args = parser.parse_args(argv)
+    if args.device:
+        os.environ["STICKER_MAKER_DEVICE"] = args.device
     table = rows(
         args.base,
         args.lora,
@@ -231,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
         steps=args.steps,
         size=args.size,
         threads=args.threads,
+        compile_too=args.compile,
     )
     _print(table)
 

@@ -43,6 +43,8 @@ class Settings:
     pipeline_cache_size: int = 2
     #: device, dtype, offload, LoRA fusing, torch.compile (flags or STICKER_MAKER_* vars)
     engine: EngineOptions = field(default_factory=EngineOptions)
+    #: jobs one model call may take (batching across jobs); 0 = auto: 4 on a GPU, else 1
+    max_batch: int = 0
     #: seconds between queue polls when no in-process wake-up arrives
     poll_interval: float = 1.0
     #: seconds after completion before jobs, their inputs and files are deleted
@@ -132,6 +134,7 @@ class Settings:
 #: fields settable by keyword or ``STICKER_MAKER_<NAME>`` (the rest have their own flags)
 TUNABLE = (
     "pipeline_cache_size",
+    "max_batch",
     "poll_interval",
     "retention_seconds",
     "sweep_interval",

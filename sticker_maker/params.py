@@ -99,6 +99,32 @@ class JobInput(BaseModel):
         return [(self.seed + i) % (MAX_SEED + 1) for i in range(self.samples)]
 
 
+def batch_key(job: JobInput) -> tuple[Any, ...]:
+    """Jobs with equal keys can share one denoising call (same pipeline-wide settings).
+
+    Prompts, seeds, samples and finishing may differ. Whether there is a negative prompt
+    is part of the key: without one, SDXL uses zeros instead of an encoded empty prompt,
+    and a call has one way or the other for all its images.
+    """
+    return (
+        job.preset,
+        job.width,
+        job.height,
+        job.steps,
+        job.guidance_scale,
+        job.scheduler,
+        job.lora_scale,
+        job.upscale,
+        job.upscale_steps if job.upscale else 0,
+        bool(job.negative_prompt),
+    )
+
+
+def batch_key_text(job: JobInput) -> str:
+    """:func:`batch_key` as the text stored with a queued job (the claim compares it)."""
+    return "|".join(map(str, batch_key(job)))
+
+
 def parse_request(data: Any, prefix: str = "") -> GenerationRequest:
     """Validate untrusted data into a request, raising :class:`InvalidInput` naming fields."""
     try:

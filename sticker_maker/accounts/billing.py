@@ -12,9 +12,12 @@ settle     -C          the job succeeded: C = predict_time x price_per_second
 =========  ==========  ==========================================================
 
 So a failed or canceled job costs nothing and a succeeded one costs exactly its
-measured GPU time. C is capped at R: a job can never take more than was reserved,
-so the balance can never go negative (the reserve needed balance ≥ R). A capped
-charge is logged as a warning: raise ``estimate_step_seconds`` for that hardware.
+measured GPU time. A job that shared one model call with others (batching across jobs)
+is billed its share of that call: ``billed_time`` (its images' fraction of the call,
+plus its own finishing) instead of ``predict_time``. C is capped at R: a job can never
+take more than was reserved, so the balance can never go negative (the reserve
+needed balance ≥ R). A capped charge is logged as a warning: raise
+``estimate_step_seconds`` for that hardware.
 
 Exactly once per job: refund and settle are written in the same transaction as
 the fenced state change that ends the job (``JobStore``), and the unique index
@@ -107,9 +110,13 @@ def finalize(conn: Connection, job_row: Any) -> None:
     if job_row["status"] != "succeeded":
         return
     predict_time = float(job_row["predict_time"] or 0.0)
+    billed = job_row.get("billed_time")
+    seconds = predict_time if billed is None else float(billed)
     price = float(job_row.get("price_per_second") or 0.0)
-    charge = predict_time * price
-    note = f"{predict_time:.3f} s x {price:g}/s"
+    charge = seconds * price
+    note = f"{seconds:.3f} s x {price:g}/s"
+    if billed is not None:
+        note += f" (its share of a batch that took {predict_time:.3f} s)"
     if charge > reserved:
         log.warning(
             "job %s: charge %.4f exceeds its reservation %.4f; charging the reservation. "

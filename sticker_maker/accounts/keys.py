@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from sticker_maker.db import Database, api_keys, ledger
@@ -34,6 +34,8 @@ _ID_ALPHABET = string.ascii_letters + string.digits
 _ID = re.compile(r"^[A-Za-z0-9]{8}$")
 #: compared against when the id is unknown, so a miss costs the same as a hit
 _DUMMY_HASH = hashlib.sha256(b"no such key").hexdigest()
+#: the per-request key lookup, built once
+_KEY_BY_ID = select(api_keys).where(api_keys.c.id == bindparam("id"))
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,7 @@ class KeyStore:
         if key_id is None:
             raise AuthenticationError("invalid API key")
         with self.db.read() as conn:
-            row = conn.execute(select(api_keys).where(api_keys.c.id == key_id)).mappings().first()
+            row = conn.execute(_KEY_BY_ID, {"id": key_id}).mappings().first()
         stored = row["secret_hash"] if row is not None else _DUMMY_HASH
         if not hmac.compare_digest(stored, _hash(secret)) or row is None:
             raise AuthenticationError("invalid API key")

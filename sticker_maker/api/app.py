@@ -19,6 +19,7 @@ from sticker_maker.api import (
     native,
     seed_compat,
     segmind,
+    web,
 )
 from sticker_maker.api.body_limit import BodyLimit
 from sticker_maker.api.services import Services
@@ -61,6 +62,7 @@ def create_app(
                 engine_options=settings.engine.to_dict(),
                 poll_interval=settings.poll_interval,
                 heartbeat_interval=settings.heartbeat_interval,
+                max_batch=settings.max_batch or None,
             )
             svc.jobs.on_submit.append(worker.wake)
             svc.jobs.on_cancel.append(worker.cancel)
@@ -103,6 +105,8 @@ def create_app(
 
     # Last: the catch-all /v1/<model> and /v2/<model> routes must not shadow the others.
     app.include_router(segmind.router)
+    # The page and its assets (/, /web/...) after every API route: they never shadow one.
+    app.include_router(web.router)
     return app
 
 

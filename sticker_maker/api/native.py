@@ -10,7 +10,7 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from sticker_maker.accounts import ApiKey, idempotency, webhooks
-from sticker_maker.api.auth import current_key
+from sticker_maker.api.auth import current_key, read
 from sticker_maker.api.render import base_url, native_job
 from sticker_maker.api.services import Services, services
 from sticker_maker.errors import InvalidInput
@@ -155,14 +155,16 @@ def list_jobs(
     }
 
 
-@router.get("/v1/jobs/{job_id}", summary="A job's envelope")
-def get_job(
+@router.get("/v1/jobs/{job_id}", summary="A job's envelope", response_model=None)
+async def get_job(
     job_id: str,
     request: Request,
     key: ApiKey = Depends(current_key),
     svc: Services = Depends(services),
-) -> dict[str, Any]:
-    return _envelope(request, svc, svc.jobs.get(job_id, key.id))
+) -> JSONResponse:
+    """The job envelope (the poll route: one read, rendered straight to JSON)."""
+    job, position = await read(svc, svc.jobs.get_with_position, job_id, key.id)
+    return JSONResponse(native_job(request, svc, job, position=position))
 
 
 @router.post("/v1/jobs/{job_id}/cancel", summary="Cancel a queued or running job")

@@ -9,6 +9,7 @@ from fastapi import Request
 from sticker_maker.accounts import KeyStore
 from sticker_maker.accounts.admission import Admission
 from sticker_maker.accounts.idempotency import IdempotencyStore
+from sticker_maker.accounts.limits import RequestCounter
 from sticker_maker.config import Settings
 from sticker_maker.db import Database
 from sticker_maker.jobs import JobStore
@@ -25,6 +26,8 @@ class Services:
     keys: KeyStore
     storage: Storage
     idempotency: IdempotencyStore
+    #: per-process request counting for the requests-per-minute limit
+    requests: RequestCounter | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
@@ -42,8 +45,10 @@ class Services:
             keys=KeyStore(db),
             storage=open_storage(settings.storage_url, settings.storage_dir),
             idempotency=IdempotencyStore(db, settings.retention_seconds),
+            requests=RequestCounter(db),
         )
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    # async: FastAPI would run a plain function in the thread pool, a hop per request
     return request.app.state.services

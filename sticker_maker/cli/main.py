@@ -110,6 +110,18 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    max_batch: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            max=64,
+            help="Jobs one model call may take: queued jobs with the same preset, size, "
+            "steps, sampler, guidance and LoRA scale are denoised together (each keeps its "
+            "seed; each is billed its share). 0 = auto: 4 on a GPU, 1 on a CPU "
+            "[env STICKER_MAKER_MAX_BATCH].",
+            show_default=False,
+        ),
+    ] = None,
     device: Annotated[
         str | None,
         typer.Option(
@@ -233,6 +245,7 @@ def serve(
             database_url=database,
             storage=storage,
             pipeline_cache_size=pipeline_cache,
+            max_batch=max_batch,
             engine=engine,
             retention_seconds=retention,
             max_queue_depth=max_queue_depth,

@@ -177,6 +177,7 @@ def worker(
         heartbeat_interval=settings.heartbeat_interval,
         drain_timeout=drain_timeout,
         worker_id=worker_id,
+        max_batch=settings.max_batch or None,
     )
     reaper = Reaper(store, lease_timeout=settings.lease_timeout, max_attempts=settings.max_attempts)
     if metrics_port is not None:

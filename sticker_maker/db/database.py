@@ -13,6 +13,8 @@ checked before use). :meth:`Database.notify` and :meth:`Database.listen` carry
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -48,6 +50,9 @@ class Database:
         backend = parsed.get_backend_name()
         self.is_sqlite = backend == "sqlite"
         self.is_postgres = backend in ("postgresql", "postgres")
+        #: SQLite has one writer at a time; threads of this process queue here for it
+        #: (woken at once) instead of in SQLite's busy handler, which sleeps and polls
+        self._write_lock = threading.RLock() if self.is_sqlite else contextlib.nullcontext()
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -91,7 +96,7 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        with self._write_lock, self.engine.connect() as conn:
             conn = conn.execution_options(sqlite_immediate=True)
             with conn.begin():
                 yield conn

@@ -92,10 +92,16 @@ def _0003_scale_out(conn: Connection) -> None:
     )
 
 
+def _0007_batching(conn: Connection) -> None:
+    add_column(conn, "jobs", "billed_time", "FLOAT")
+    add_column(conn, "jobs", "batch_key", "VARCHAR(400)")
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "keys, jobs, ledger", _0001_initial),
     (2, "accounts: credits, limits, files, idempotency, webhooks", _0002_accounts),
     (3, "scale-out: worker registry, lease index", _0003_scale_out),
+    (7, "batching: jobs.batch_key, jobs.billed_time (share of a shared call)", _0007_batching),
 ]
 
 

@@ -65,6 +65,11 @@ jobs = Table(
     # migration 2: credits per GPU-second fixed at submit; webhook config (JSON)
     Column("price_per_second", Float),
     Column("webhook", Text),
+    # migration 7: seconds billed when the job shared a model call with others (its share
+    # of the call); NULL = billed its predict_time
+    Column("billed_time", Float),
+    # migration 7: jobs with equal keys can share one model call (params.batch_key_text)
+    Column("batch_key", String(400)),
     Index("ix_jobs_status_created", "status", "created_at"),
     Index("ix_jobs_key_created", "key_id", "created_at"),
     Index("ix_jobs_status_heartbeat", "status", "heartbeat_at"),  # migration 3: the reaper

@@ -11,6 +11,7 @@ several jobs with the same :func:`batch_key` can later be denoised in one call.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -37,7 +38,7 @@ from sticker_maker.engine.lora import LoraState
 from sticker_maker.engine.options import EngineOptions
 from sticker_maker.engine.schedulers import make_scheduler
 from sticker_maker.errors import InvalidInput, JobCanceled, ModelUnavailable
-from sticker_maker.params import JobInput
+from sticker_maker.params import JobInput, batch_key
 from sticker_maker.presets import Preset, PresetRegistry
 from sticker_maker.schedulers import SCHEDULER_NAMES
 
@@ -66,19 +67,6 @@ class LoadedBase:
 class LoadedRefiner:
     pipe: Any
     scheduler_config: Any
-
-
-def batch_key(job: JobInput) -> tuple[Any, ...]:
-    """Jobs with equal keys can share one denoising call (same pipeline-wide settings)."""
-    return (
-        job.preset,
-        job.width,
-        job.height,
-        job.steps,
-        job.guidance_scale,
-        job.scheduler,
-        job.lora_scale,
-    )
 
 
 @dataclass(frozen=True)
@@ -116,6 +104,28 @@ class DenoiseBatch:
             lora_scale=job.lora_scale,
             items=tuple(DenoiseItem(prompt, negative, s) for s in job.seeds()),
         )
+
+    @classmethod
+    def for_jobs(cls, jobs: list[JobInput], preset: Preset) -> DenoiseBatch:
+        """The images of several jobs with one :func:`batch_key`, job after job."""
+        parts = [cls.for_job(job, preset) for job in jobs]
+        return dataclasses.replace(parts[0], items=tuple(i for p in parts for i in p.items))
+
+
+@dataclass
+class JobResult:
+    """One job's part of :meth:`Engine.generate_many`.
+
+    ``images`` or ``error`` (:class:`JobCanceled` for a job cancelled during the call).
+    ``seconds``: the model time that gave this job its images (the shared call, then its
+    own upscale); ``share``: its part of that (the call split by image count, plus its
+    own upscale), what it is billed. Weight loading is in neither.
+    """
+
+    images: list[GeneratedImage] = field(default_factory=list)
+    error: Exception | None = None
+    seconds: float = 0.0
+    share: float = 0.0
 
 
 class _Progress:
@@ -328,9 +338,145 @@ class Engine:
             for image, item in zip(images, batch.items, strict=True)
         ]
 
+    def generate_many(
+        self,
+        jobs: list[JobInput],
+        *,
+        on_progress: list[ProgressFn | None] | None = None,
+        should_cancel: list[CancelFn | None] | None = None,
+    ) -> list[JobResult]:
+        """Run several jobs, denoising those with equal :func:`batch_key` in one call.
+
+        Every job keeps its own seeds (the same pixels as alone, to float rounding), its
+        own progress and its own cancel: a cancelled job is dropped from the results
+        (``JobCanceled``) while the call goes on for the others; the call stops only once
+        all of its jobs are cancelled. An error in a shared call is every one's error.
+        """
+        progress_fns = on_progress or [None] * len(jobs)
+        cancel_fns = should_cancel or [None] * len(jobs)
+        results = [JobResult() for _ in jobs]
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for n, job in enumerate(jobs):
+            try:
+                self.check_inputs(job)
+                preset = self.presets.get(job.preset)
+            except Exception as exc:
+                results[n].error = exc
+                continue
+            # A call has a negative prompt for all of its images or for none (see batch_key).
+            rendered = bool(preset.render_negative(job.negative_prompt))
+            groups.setdefault((batch_key(job), rendered), []).append(n)
+        with self._lock:
+            for members in groups.values():
+                self._run_group(
+                    [jobs[n] for n in members],
+                    [results[n] for n in members],
+                    [progress_fns[n] for n in members],
+                    [cancel_fns[n] for n in members],
+                )
+        return results
+
+    def _run_group(
+        self,
+        jobs: list[JobInput],
+        results: list[JobResult],
+        progress_fns: list[ProgressFn | None],
+        cancel_fns: list[CancelFn | None],
+    ) -> None:
+        first = jobs[0]
+        preset = self.presets.get(first.preset)
+        batch = DenoiseBatch.for_jobs(jobs, preset)
+        plans = [self._refine_plan(job, preset) for job in jobs]
+        progresses = [
+            _Progress(fn, self._totals(job, plan))
+            for fn, job, plan in zip(progress_fns, jobs, plans, strict=True)
+        ]
+        canceled = [False] * len(jobs)
+
+        def all_canceled() -> bool:
+            for n, fn in enumerate(cancel_fns):
+                if not canceled[n] and fn is not None and fn():
+                    canceled[n] = True
+            return all(canceled)
+
+        loading = self.load_seconds
+        started = time.perf_counter()
+        try:
+            with _explain_out_of_memory(first, self.placement, len(batch.items)):
+                images = self._denoise(batch, progresses, all_canceled)
+        except Exception as exc:
+            for result in results:
+                result.error = exc
+            return
+        call = max(0.0, time.perf_counter() - started - (self.load_seconds - loading))
+        all_canceled()
+        total_images = len(batch.items)
+        at = 0
+        for n, (job, result) in enumerate(zip(jobs, results, strict=True)):
+            mine = list(
+                zip(images[at : at + job.samples], batch.items[at : at + job.samples], strict=True)
+            )
+            at += job.samples
+            result.seconds = call
+            result.share = call * job.samples / total_images
+            if canceled[n]:
+                result.error = JobCanceled("canceled by request")
+                continue
+            try:
+                if plans[n] is not None:
+                    loading, started = self.load_seconds, time.perf_counter()
+                    with _explain_out_of_memory(job, self.placement):
+                        mine = [
+                            (
+                                self._upscale(
+                                    preset,
+                                    image,
+                                    item.seed,
+                                    job,
+                                    plans[n],
+                                    progresses[n],
+                                    cancel_fns[n],
+                                ),
+                                item,
+                            )
+                            for image, item in mine
+                        ]
+                    own = time.perf_counter() - started - (self.load_seconds - loading)
+                    result.seconds += own
+                    result.share += own
+                result.images = [GeneratedImage(image=im, seed=item.seed) for im, item in mine]
+            except Exception as exc:
+                result.error = exc
+
+    @staticmethod
+    def _refine_plan(job: JobInput, preset: Preset) -> upscale_mod.RefinePlan | None:
+        if not job.upscale:
+            return None
+        return upscale_mod.refine_plan(
+            job.width * 2,
+            job.height * 2,
+            job.upscale_steps,
+            preset.upscale_denoise,
+            preset.upscale_tile,
+            preset.upscale_padding,
+        )
+
+    @staticmethod
+    def _totals(job: JobInput, plan: upscale_mod.RefinePlan | None) -> dict[str, int]:
+        totals = {"denoise": job.steps}
+        if plan is not None:
+            totals["refine"] = plan.total_steps * job.samples
+        return totals
+
     def _denoise(
-        self, batch: DenoiseBatch, progress: _Progress, should_cancel: CancelFn | None
+        self,
+        batch: DenoiseBatch,
+        progress: _Progress | list[_Progress],
+        should_cancel: CancelFn | None,
     ) -> list[Image.Image]:
+        """Denoise and decode ``batch`` in one pipeline call; each step advances ``progress``
+        (every job's, for a batch of jobs); ``should_cancel()`` True stops the call."""
+        progresses = progress if isinstance(progress, list) else [progress]
         preset = batch.preset
         # Base pipeline (cached), VAE, and the preset's LoRA at the requested scale.
         loaded = self._base(preset)
@@ -346,8 +492,9 @@ class Engine:
         negatives = [item.negative for item in batch.items]
 
         def on_step_end(p: Any, _step: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            progress.set_total("denoise", p.num_timesteps)
-            progress.step()
+            for each in progresses:
+                each.set_total("denoise", p.num_timesteps)
+                each.step()
             if should_cancel is not None and should_cancel():
                 raise JobCanceled("canceled by request")
             return kwargs
@@ -407,7 +554,9 @@ class Engine:
 
 
 @contextlib.contextmanager
-def _explain_out_of_memory(job: JobInput, placement: device_mod.Placement) -> Iterator[None]:
+def _explain_out_of_memory(
+    job: JobInput, placement: device_mod.Placement, images: int | None = None
+) -> Iterator[None]:
     """Turn an out-of-memory error while generating into an actionable message."""
     try:
         yield
@@ -417,8 +566,9 @@ def _explain_out_of_memory(job: JobInput, placement: device_mod.Placement) -> It
         device_mod.free_memory(placement)
         size = f"{job.width}x{job.height}" + (" upscaled 2x" if job.upscale else "")
         raise ModelUnavailable(
-            f"out of memory while generating {job.samples} image(s) at {size}"
+            f"out of memory while generating {images or job.samples} image(s) at {size}"
             f"{device_mod.memory_note(placement)}. Ask for fewer samples or a smaller size, "
             "or free memory: serve --offload model (STICKER_MAKER_OFFLOAD=model) or "
-            "--pipeline-cache 1."
+            "--pipeline-cache 1"
+            + (" or a smaller --max-batch." if images and images > job.samples else ".")
         ) from exc

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, String, and_, cast, func, insert, or_, select, update
+from sqlalchemy import Connection, String, and_, bindparam, cast, func, insert, or_, select, update
 
 from sticker_maker.accounts import lifecycle
 from sticker_maker.accounts.webhooks import PROGRESS_EVERY, wants
@@ -32,13 +32,46 @@ from sticker_maker.db.database import DONE_CHANNEL
 from sticker_maker.errors import NotFound
 from sticker_maker.inputs import UploadInput
 from sticker_maker.jobs.models import Job, JobStatus, OutputFile
-from sticker_maker.params import JobInput
+from sticker_maker.params import JobInput, batch_key_text
 
 QUEUED, RUNNING = JobStatus.QUEUED.value, JobStatus.RUNNING.value
 _JOB_ID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
 
 #: runs inside the submit transaction before the insert and may raise (limits, credits);
 #: returns extra column values. ``accounts.admission.Admission`` is the one the API sets.
+#: the poll path's statements, built once (SQLAlchemy then reuses their compiled form)
+_JOB_BY_ID = select(jobs).where(jobs.c.id == bindparam("id"))
+_KEYS_JOB = _JOB_BY_ID.where(jobs.c.key_id == bindparam("key_id"))
+_AHEAD = select(func.count()).where(
+    and_(jobs.c.status == QUEUED, jobs.c.created_at < bindparam("created_at"))
+)
+
+#: the claim's candidates: the oldest queued job, or it and the oldest queued jobs with
+#: its batch key (SKIP LOCKED: concurrent PostgreSQL claimers take different rows)
+_OLDEST = (
+    select(jobs.c.id)
+    .where(jobs.c.status == QUEUED)
+    .order_by(jobs.c.created_at)
+    .limit(1)
+    .with_for_update(skip_locked=True)
+)
+_OLDEST_KEY = (
+    select(jobs.c.batch_key).where(jobs.c.status == QUEUED).order_by(jobs.c.created_at).limit(1)
+)
+_BATCH = (
+    select(jobs.c.id)
+    .where(
+        jobs.c.status == QUEUED,
+        or_(
+            jobs.c.id == _OLDEST.scalar_subquery(),
+            jobs.c.batch_key == _OLDEST_KEY.scalar_subquery(),
+        ),
+    )
+    .order_by(jobs.c.created_at)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+
 Admission = Callable[[Connection, str, str, JobInput | UploadInput], dict[str, Any]]
 
 
@@ -93,6 +126,7 @@ class JobStore:
             "cancel_requested": False,
             "created_at": now,
             "webhook": webhook,
+            "batch_key": batch_key_text(job_input) if isinstance(job_input, JobInput) else None,
         }
         with self.db.write() as conn:
             if self.admission is not None:
@@ -117,13 +151,24 @@ class JobStore:
 
     def get(self, job_id: str, key_id: str | None = None) -> Job:
         """The job, or :class:`NotFound` (also when it belongs to another key)."""
+        with self.db.read() as conn:
+            return self._get(conn, job_id, key_id)
+
+    def get_with_position(self, job_id: str, key_id: str | None = None) -> tuple[Job, int | None]:
+        """The job and, while it is queued, its queue position (one read transaction)."""
+        with self.db.read() as conn:
+            job = self._get(conn, job_id, key_id)
+            if job.status is not JobStatus.QUEUED:
+                return job, None
+            return job, self._position(conn, job)
+
+    def _get(self, conn: Connection, job_id: str, key_id: str | None) -> Job:
         if not _JOB_ID.match(job_id):
             raise NotFound(f"job {job_id[:64]!r} not found")
-        query = select(jobs).where(jobs.c.id == job_id)
-        if key_id is not None:
-            query = query.where(jobs.c.key_id == key_id)
-        with self.db.read() as conn:
-            row = conn.execute(query).mappings().first()
+        if key_id is None:
+            row = conn.execute(_JOB_BY_ID, {"id": job_id}).mappings().first()
+        else:
+            row = conn.execute(_KEYS_JOB, {"id": job_id, "key_id": key_id}).mappings().first()
         if row is None:
             raise NotFound(f"job {job_id} not found")
         return Job.from_row(row)
@@ -141,14 +186,11 @@ class JobStore:
     def queue_position(self, job: Job) -> int:
         """How many queued jobs are ahead of this one (0 = next)."""
         with self.db.read() as conn:
-            return int(
-                conn.execute(
-                    select(func.count()).where(
-                        and_(jobs.c.status == QUEUED, jobs.c.created_at < job.created_at)
-                    )
-                ).scalar()
-                or 0
-            )
+            return self._position(conn, job)
+
+    @staticmethod
+    def _position(conn: Connection, job: Job) -> int:
+        return int(conn.execute(_AHEAD, {"created_at": job.created_at}).scalar() or 0)
 
     def request_cancel(self, job_id: str, key_id: str | None = None) -> Job:
         """Cancel a queued job at once; flag a running one for the worker to stop."""
@@ -189,18 +231,23 @@ class JobStore:
 
     def claim_next(self, worker_id: str) -> Job | None:
         """Move the oldest queued job to running for ``worker_id``; None if the queue is empty."""
+        claimed = self.claim_batch(worker_id, 1)
+        return claimed[0] if claimed else None
+
+    def claim_batch(self, worker_id: str, limit: int) -> list[Job]:
+        """Claim the oldest queued job and up to ``limit - 1`` more that can share its
+        model call (same ``batch_key``), oldest first, in one statement."""
         now = time.time()
-        oldest = (
-            select(jobs.c.id)
-            .where(jobs.c.status == QUEUED)
-            .order_by(jobs.c.created_at)
-            .limit(1)
-            .with_for_update(skip_locked=True)
-            .scalar_subquery()
+        # a materialised CTE: PostgreSQL runs the locking pick once (as ``IN (subquery)``
+        # it may re-run it per row and claim more than ``limit``)
+        picked = (
+            (_BATCH if limit > 1 else _OLDEST)
+            .cte("picked")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
         )
         claim = (
             update(jobs)
-            .where(and_(jobs.c.id == oldest, jobs.c.status == QUEUED))
+            .where(jobs.c.id.in_(select(picked.c.id)), jobs.c.status == QUEUED)
             .values(
                 status=RUNNING,
                 worker_id=worker_id,
@@ -212,10 +259,10 @@ class JobStore:
             .returning(*jobs.c)
         )
         with self.db.write() as conn:
-            row = conn.execute(claim).mappings().first()
-            if row is not None:
+            rows = conn.execute(claim, {"limit": limit}).mappings().all()
+            for row in rows:
                 lifecycle.job_started(conn, row)
-        return Job.from_row(row) if row else None
+        return sorted((Job.from_row(r) for r in rows), key=lambda j: j.created_at)
 
     def release(self, job: Job) -> bool:
         """Hand a running job back to the queue (a worker shutting down). Fenced.
@@ -316,6 +363,27 @@ class JobStore:
                 lifecycle.job_progressed(conn, job.id)
         return result.rowcount == 1
 
+    def record_progress_many(self, updates: list[tuple[Job, int, int, str]]) -> set[str]:
+        """Progress (a heartbeat) and new log lines for several running jobs in one write
+        transaction, each fenced on its own id + attempt. The ids no longer ours."""
+        lost = set()
+        now = time.time()
+        with self.db.write() as conn:
+            for job, step, total, lines in updates:
+                values: dict[str, Any] = {
+                    "progress_step": step,
+                    "progress_total": total,
+                    "heartbeat_at": now,
+                }
+                if lines:
+                    values["logs"] = jobs.c.logs + lines
+                result = conn.execute(update(jobs).where(self._fenced(job)).values(**values))
+                if result.rowcount != 1:
+                    lost.add(job.id)
+                elif self._progress_event_due(job):
+                    lifecycle.job_progressed(conn, job.id)
+        return lost
+
     def _progress_event_due(self, job: Job) -> bool:
         if not wants(job.webhook, "progress"):
             return False
@@ -339,17 +407,50 @@ class JobStore:
                 conn.execute(select(jobs.c.cancel_requested).where(jobs.c.id == job.id)).scalar()
             )
 
-    def complete(self, job: Job, output: list[OutputFile], predict_time: float) -> bool:
-        """Mark succeeded with outputs. False (and nothing written) if fenced out."""
+    def cancel_requested_among(self, among: list[Job]) -> set[str]:
+        """The ids of ``among`` whose cancel was requested (one read for a whole batch)."""
+        if not among:
+            return set()
+        with self.db.read() as conn:
+            return set(
+                conn.execute(
+                    select(jobs.c.id).where(
+                        jobs.c.id.in_([j.id for j in among]), jobs.c.cancel_requested
+                    )
+                ).scalars()
+            )
+
+    def complete(
+        self,
+        job: Job,
+        output: list[OutputFile],
+        predict_time: float,
+        billed_time: float | None = None,
+        logs: str = "",
+        progress: tuple[int, int] | None = None,
+    ) -> bool:
+        """Mark succeeded with outputs. False (and nothing written) if fenced out.
+
+        ``billed_time``: a batched job's share of the shared model call (billed instead
+        of ``predict_time``, which stays the time the model took to give its images).
+        ``progress``: the last (step, total) the worker saw, written with the completion so
+        a finished job never shows progress that was still waiting to be flushed.
+        """
+        extra: dict[str, object] = {"logs": jobs.c.logs + logs} if logs else {}
+        if progress is not None:
+            extra.update(progress_step=progress[0], progress_total=progress[1])
         return self._finish(
             job,
             JobStatus.SUCCEEDED,
             predict_time=predict_time,
+            billed_time=billed_time,
             output=json.dumps([o.to_dict() for o in output]),
+            **extra,
         )
 
-    def fail(self, job: Job, error: str, predict_time: float | None = None) -> bool:
-        return self._finish(job, JobStatus.FAILED, predict_time=predict_time, error=error)
+    def fail(self, job: Job, error: str, predict_time: float | None = None, logs: str = "") -> bool:
+        extra = {"logs": jobs.c.logs + logs} if logs else {}
+        return self._finish(job, JobStatus.FAILED, predict_time=predict_time, error=error, **extra)
 
     def mark_canceled(self, job: Job, predict_time: float | None = None) -> bool:
         return self._finish(

@@ -7,16 +7,24 @@ Messages, parent → child::
 
     ("predict", job_id, kind, input_json, upload)   upload: the uploaded file's bytes
                                                      (cutout, split) or None (generate)
+    ("batch", [(job_id, kind, input_json, upload), ...])
     ("stop",)
 
 Messages, child → parent::
 
-    ("ready",)                         setup() finished
+    ("ready",)                         setup() finished (("ready", device type) when the
+                                       config asks for "report_device")
     ("progress", step, total)
     ("log", line)
     ("done", [Sticker], predict_time)
     ("canceled", predict_time)
     ("error", message, predict_time)
+
+For a ``batch`` each of these comes wrapped as ``("job", job_id, message)``, ``done``
+with a third value, the seconds billed (``None``: its ``predict_time``), and the batch
+ends with ``("batch_end",)``. Generation jobs of a batch share one pipeline call
+(:meth:`Predictor.predict_many`); job ``n`` of the batch is cancelled by setting
+``flags[n]`` (a shared byte array), the whole batch by the ``cancel`` event.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from typing import TYPE_CHECKING, Any
@@ -86,7 +95,7 @@ def _exit_with_parent() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def child_main(conn: Connection, cancel: Event, config: dict[str, Any]) -> None:
+def child_main(conn: Connection, cancel: Event, config: dict[str, Any], flags: Any = None) -> None:
     _exit_with_parent()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from sticker_maker.worker.predictor import Predictor
@@ -101,7 +110,11 @@ def child_main(conn: Connection, cancel: Event, config: dict[str, Any]) -> None:
         setup_error: str | None = f"worker setup failed: {exc}"
     else:
         setup_error = None
-    conn.send(("ready",))
+    if config.get("report_device"):
+        engine = predictor.engine
+        conn.send(("ready", engine.placement.device.type if engine is not None else "none"))
+    else:
+        conn.send(("ready",))
     while True:
         try:
             message = conn.recv()
@@ -109,33 +122,129 @@ def child_main(conn: Connection, cancel: Event, config: dict[str, Any]) -> None:
             return
         if message[0] == "stop":
             return
-        _, _job_id, kind, input_json, upload = message
-        started = time.perf_counter()
-        loading_before = predictor.engine.load_seconds if predictor.engine else 0.0
-
-        def predict_time(started: float = started, before: float = loading_before) -> float:
-            """Seconds of model work for this job, without time spent loading weights."""
-            loading = (predictor.engine.load_seconds if predictor.engine else 0.0) - before
-            return max(0.0, time.perf_counter() - started - loading)
-
-        unready = setup_error if kind == "generate" else prepare_error
-        if unready:  # a missing engine (no torch, say) fails generation, not upload jobs
-            conn.send(("error", unready, 0.0))
+        if message[0] == "batch":
+            _run_batch(conn, predictor, cancel, flags, message[1], setup_error, prepare_error)
+            conn.send(("batch_end",))
             continue
-        try:
-            stickers = predictor.run(
+        _, _job_id, kind, input_json, upload = message
+        _run_one(
+            conn.send,
+            predictor,
+            kind,
+            input_json,
+            upload,
+            cancel.is_set,
+            setup_error,
+            prepare_error,
+        )
+
+
+def _run_one(
+    send: Callable[[tuple[Any, ...]], None],
+    predictor: Predictor,
+    kind: str,
+    input_json: str,
+    upload: bytes | None,
+    should_cancel: Callable[[], bool],
+    setup_error: str | None,
+    prepare_error: str | None,
+) -> None:
+    """One job, its messages through ``send``."""
+    started = time.perf_counter()
+    loading_before = predictor.engine.load_seconds if predictor.engine else 0.0
+
+    def predict_time(started: float = started, before: float = loading_before) -> float:
+        """Seconds of model work for this job, without time spent loading weights."""
+        loading = (predictor.engine.load_seconds if predictor.engine else 0.0) - before
+        return max(0.0, time.perf_counter() - started - loading)
+
+    unready = setup_error if kind == "generate" else prepare_error
+    if unready:  # a missing engine (no torch, say) fails generation, not upload jobs
+        send(("error", unready, 0.0))
+        return
+    try:
+        stickers = predictor.run(
+            kind,
+            input_json,
+            upload,
+            on_progress=lambda step, total: send(("progress", step, total)),
+            should_cancel=should_cancel,
+            log=lambda line: send(("log", line)),
+        )
+        send(("done", stickers, predict_time()))
+    except JobCanceled:
+        send(("canceled", predict_time()))
+    except StickerMakerError as exc:
+        send(("error", exc.message, predict_time()))
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        send(("error", f"{type(exc).__name__}: {exc}", predict_time()))
+
+
+def _run_batch(
+    conn: Connection,
+    predictor: Predictor,
+    cancel: Event,
+    flags: Any,
+    items: list[tuple[str, str, str, bytes | None]],
+    setup_error: str | None,
+    prepare_error: str | None,
+) -> None:
+    """The jobs of a ``batch`` message: generation jobs in one call, others one by one."""
+
+    def tagged(job_id: str) -> Callable[[tuple[Any, ...]], None]:
+        return lambda message: conn.send(("job", job_id, message))
+
+    def cancelled(n: int) -> Callable[[], bool]:
+        return lambda: cancel.is_set() or bool(flags is not None and flags[n])
+
+    generate = [n for n, item in enumerate(items) if item[1] == "generate"]
+    if setup_error is not None or len(generate) < 2:
+        generate = []
+    for n, (job_id, kind, input_json, upload) in enumerate(items):
+        if n not in generate:
+            _run_one(
+                tagged(job_id),
+                predictor,
                 kind,
                 input_json,
                 upload,
-                on_progress=lambda step, total: conn.send(("progress", step, total)),
-                should_cancel=cancel.is_set,
-                log=lambda line: conn.send(("log", line)),
+                cancelled(n),
+                setup_error,
+                prepare_error,
             )
-            conn.send(("done", stickers, predict_time()))
-        except JobCanceled:
-            conn.send(("canceled", predict_time()))
-        except StickerMakerError as exc:
-            conn.send(("error", exc.message, predict_time()))
-        except Exception as exc:
-            traceback.print_exc(file=sys.stderr)
-            conn.send(("error", f"{type(exc).__name__}: {exc}", predict_time()))
+    if not generate:
+        return
+    from sticker_maker.params import JobInput
+
+    sends = [tagged(items[n][0]) for n in generate]
+    jobs = []
+    for n in generate:
+        jobs.append(JobInput.model_validate_json(items[n][2]))
+
+    def on_result(k: int, result: Any, seconds: float, share: float) -> None:
+        send = sends[k]
+        if isinstance(result, JobCanceled):
+            send(("canceled", seconds))
+        elif isinstance(result, StickerMakerError):
+            send(("error", result.message, seconds))
+        elif isinstance(result, Exception):
+            traceback.print_exception(result, file=sys.stderr)
+            send(("error", f"{type(result).__name__}: {result}", seconds))
+        else:
+            send(("done", result, seconds, share))
+
+    try:
+        predictor.predict_many(
+            jobs,
+            on_progress=[
+                lambda step, total, send=send: send(("progress", step, total)) for send in sends
+            ],
+            should_cancel=[cancelled(n) for n in generate],
+            log=[lambda line, send=send: send(("log", line)) for send in sends],
+            on_result=on_result,
+        )
+    except Exception as exc:  # the shared part failed: every job of the call fails with it
+        traceback.print_exc(file=sys.stderr)
+        for send in sends:
+            send(("error", f"{type(exc).__name__}: {exc}", 0.0))

@@ -120,6 +120,60 @@ class Predictor:
             stickers.append(sticker_output(generated.image, sticker, generated.seed))
         return stickers
 
+    def predict_many(
+        self,
+        jobs: list[JobInput],
+        *,
+        on_progress: list[Callable[[int, int], None]],
+        should_cancel: list[Callable[[], bool]],
+        log: list[LogFn],
+        on_result: Callable[[int, list[Sticker] | Exception, float, float], None],
+    ) -> None:
+        """Several generation jobs, those with one batch key denoised in one call.
+
+        ``on_result(n, stickers or error, seconds, share)`` as each job is finished (its
+        cut-out done), in order: ``seconds`` is the job's time in the model process (from
+        the start of the batch to its last cut-out, weight loading excluded), ``share``
+        its part of the shared call plus its own finishing (what it is billed).
+        """
+        assert self.engine is not None, "call setup() first"
+        started = time.perf_counter()
+        loading = self.engine.load_seconds
+
+        def elapsed() -> float:
+            return time.perf_counter() - started - (self.engine.load_seconds - loading)
+
+        results = self.engine.generate_many(
+            jobs, on_progress=list(on_progress), should_cancel=list(should_cancel)
+        )
+        log[0](
+            f"generated {sum(len(r.images) for r in results)} image(s) of {len(jobs)} jobs "
+            f"in one batch in {time.perf_counter() - started:.2f}s"
+        )
+        for n, (job, result) in enumerate(zip(jobs, results, strict=True)):
+            if result.error is not None:
+                on_result(n, result.error, elapsed(), result.share)
+                continue
+            began = time.perf_counter()
+            try:
+                preset = self.engine.presets.get(job.preset)
+                log[n](
+                    f"generated {len(result.images)} image(s) in a batch of {len(jobs)} jobs "
+                    f"(billed {result.share:.3f}s of the {result.seconds:.3f}s call)"
+                )
+                stickers = [
+                    sticker_output(
+                        g.image,
+                        finishing_steps.finish(g.image, preset, job.finishing, log[n]),
+                        g.seed,
+                    )
+                    for g in result.images
+                ]
+            except Exception as exc:
+                on_result(n, exc, elapsed(), result.share)
+                continue
+            on_result(n, stickers, elapsed(), result.share + time.perf_counter() - began)
+
     def prepare(self, presets_file: str | None = None) -> None:
         """What every job kind needs: the presets (no torch, no weights)."""
         self.presets = load_presets(Path(presets_file) if presets_file else None)

@@ -8,11 +8,11 @@ started for the next one.
 
 Idle workers sleep until woken: in-process by ``wake()`` (a submit in the same
 ``serve``), across machines by PostgreSQL NOTIFY (a listener thread on its own
-connection), and otherwise every ``poll_interval``. While a job runs the worker
-refreshes its lease (``heartbeat_at``) every ``heartbeat_interval``; a worker
-that dies stops refreshing and a reaper re-queues the job. Stopping is
-graceful: no new claims, the running job may finish within ``drain_timeout``,
-else it is handed back to the queue.
+connection), and otherwise every ``poll_interval``. While jobs run the worker
+refreshes their leases (``heartbeat_at``) every ``heartbeat_interval``; a worker
+that dies stops refreshing and a reaper re-queues its jobs. Stopping is graceful:
+no new claims, the running batch may finish within ``drain_timeout``, else its
+jobs are handed back to the queue.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import socket
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -49,16 +50,24 @@ if TYPE_CHECKING:
 log = logging.getLogger("sticker_maker.worker")
 
 
+#: the most jobs one model call may take (the size of the per-job cancel flags)
+MAX_BATCH = 64
+
+
 class _Child:
     """One model process and the pipe to it."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         ctx = mp.get_context("spawn")
         self.cancel = ctx.Event()
+        #: job n of the running batch is cancelled by flags[n] = 1
+        self.flags = ctx.RawArray("b", MAX_BATCH)
+        #: the model's device type, reported when it is ready ("cuda", "cpu", ...)
+        self.device = "cpu"
         self.conn, child_conn = ctx.Pipe()
         self.proc = ctx.Process(
             target=child_main,
-            args=(child_conn, self.cancel, config),
+            args=(child_conn, self.cancel, {**config, "report_device": True}, self.flags),
             daemon=True,
             name="sticker-maker-model",
         )
@@ -70,9 +79,12 @@ class _Child:
         while not self.ready and not stop.is_set():
             if self.conn.poll(0.2):
                 try:
-                    self.ready = self.conn.recv() == ("ready",)
+                    message = self.conn.recv()
                 except EOFError:
                     return False
+                self.ready = message[0] == "ready"
+                if len(message) > 1:
+                    self.device = message[1]
             elif not self.proc.is_alive():
                 return False
         return self.ready
@@ -88,7 +100,39 @@ class _Child:
         self.conn.close()
 
 
+@dataclass
+class _Running:
+    """One job of the batch on the model process, as the loop tracks it."""
+
+    job: Job
+    slot: int
+    step: int = 0
+    total: int = 0
+    pending: tuple[int, int] | None = None
+    signalled_at: int | None = None
+    #: log lines not written yet (they go with the next progress write or the end)
+    lines: list[str] = field(default_factory=list)
+    #: the user asked to cancel it / another attempt owns it now (never hand it back then)
+    user_canceled: bool = False
+    lease_lost: bool = False
+
+    def take_lines(self) -> str:
+        text = "".join(line + "\n" for line in self.lines)
+        self.lines = []
+        return text
+
+
 class Worker:
+    """Claims jobs and runs them on its model process, several per call when they fit.
+
+    ``max_batch``: jobs one pipeline call may take (``serve --max-batch``); ``None``
+    picks 4 when the model runs on a GPU, where a batch raises the throughput at a
+    small cost in latency, and 1 elsewhere: on a CPU a real SDXL step is compute-bound,
+    so a batch of N takes about N times as long and only delays the first job.
+    ``batch_wait``: after a wake-up, how long the queue must stay quiet (no new submit)
+    before claiming, so jobs submitted together are claimed together; at most 10x that.
+    """
+
     def __init__(
         self,
         store: JobStore,
@@ -101,13 +145,14 @@ class Worker:
         heartbeat_interval: float = 10.0,
         progress_interval: float = 0.1,
         job_timeout: float = 1800.0,
+        worker_id: str | None = None,
+        max_batch: int | None = None,
+        batch_wait: float = 0.005,
         drain_timeout: float = 0.0,
         listen: bool = True,
-        worker_id: str | None = None,
     ) -> None:
         self.store = store
         self.storage = storage
-        self.registry = WorkerRegistry(store.db)
         self.config = {
             "presets_file": presets_file,
             "cache_size": cache_size,
@@ -117,23 +162,25 @@ class Worker:
         self.heartbeat_interval = heartbeat_interval
         self.progress_interval = progress_interval
         self.job_timeout = job_timeout
-        #: seconds a stopping worker lets its running job finish before handing it back
+        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.max_batch = None if max_batch is None else max(1, min(MAX_BATCH, max_batch))
+        self.batch_wait = batch_wait
+        #: seconds a stopping worker lets its running batch finish before handing it back
         self.drain_timeout = drain_timeout
         self.listen = listen and store.db.is_postgres
-        self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.registry = WorkerRegistry(store.db)
         self.jobs_done = 0
-        self._wake = threading.Event()
-        self._stop = threading.Event()
         self._drain_deadline = float("inf")
-        self._thread: threading.Thread | None = None
+        self._handing_back = False
         self._listener: Listener | None = None
-        self._child: _Child | None = None
-        #: the running job's id and the last step its model process reported
-        self._current: str | None = None
-        self._latest_step = self._latest_total = 0
-        self._signalled_at: int | None = None
         self._last_beat = 0.0
         self._last_state = ""
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._child: _Child | None = None
+        #: the running batch: job id → its state
+        self._running: dict[str, _Running] = {}
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -150,26 +197,34 @@ class Worker:
 
         The API calls this in-process right after flagging the job in the database, so
         the model process sees the cancel within one step instead of at the next poll.
+        Only that job stops; the others of its batch go on.
         """
         child = self._child
-        if child is not None and self._current == job_id:
-            self._signal_cancel(child)
+        running = self._running.get(job_id)
+        if child is not None and running is not None:
+            self._signal_cancel(child, running)
 
     def request_stop(self, drain_timeout: float | None = None) -> None:
-        """Claim nothing more; the running job gets ``drain_timeout`` s, then is handed back."""
+        """Claim nothing more; the running batch gets ``drain_timeout`` s, then goes back."""
         drain = self.drain_timeout if drain_timeout is None else drain_timeout
         self._drain_deadline = min(self._drain_deadline, time.monotonic() + drain)
         self._stop.set()
         self._wake.set()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop now: a running job is handed back to the queue (``serve``'s shutdown)."""
+        """Stop now: running jobs are handed back to the queue (``serve``'s shutdown)."""
         self.request_stop(0.0)
         if self._thread is not None:
             self._thread.join(timeout)
         if self._child is not None:
             self._child.close()
             self._child = None
+
+    def batch_limit(self, child: _Child) -> int:
+        """Jobs per model call: ``max_batch``, else 4 on a GPU and 1 elsewhere."""
+        if self.max_batch is not None:
+            return self.max_batch
+        return 4 if child.device == "cuda" else 1
 
     def run(self) -> None:
         """Claim and run jobs until :meth:`request_stop` (or :meth:`stop`)."""
@@ -195,38 +250,52 @@ class Worker:
             log.info("worker %s stopped after %d job(s)", self.worker_id, self.jobs_done)
 
     def _loop(self) -> None:
+        woken = False
         while not self._stop.is_set():
             child = self._ready_child()
             if child is None:
                 continue
             self._maybe_beat("idle")
+            limit = self.batch_limit(child)
+            if woken and limit > 1:
+                self._gather(limit)
             self._wake.clear()  # before the claim: a wake-up after it is not lost
             try:
-                job = self.store.claim_next(self.worker_id)
+                jobs = self.store.claim_batch(self.worker_id, limit)
             except Exception:
                 log.exception("claiming a job failed; retrying")
                 self._stop.wait(self.poll_interval)
                 continue
-            if job is None:
-                self._idle(self._idle_wait())
+            if not jobs:
+                woken = self._idle(self._idle_wait())
                 continue
-            QUEUE_WAIT.observe(max(0.0, (job.started_at or job.created_at) - job.created_at))
+            woken = False
+            for job in jobs:
+                QUEUE_WAIT.observe(max(0.0, (job.started_at or job.created_at) - job.created_at))
             try:
-                self._run(child, job)
-            except Exception as exc:  # never let one job kill the loop
-                log.exception("job %s failed in the worker", job.id)
-                self._end(job, "failed", f"internal worker error: {type(exc).__name__}: {exc}")
+                self._run(child, jobs)
+            except Exception as exc:  # never let one batch kill the loop
+                log.exception("jobs %s failed in the worker", [j.id for j in jobs])
+                for running in list(self._running.values()):
+                    self._end(
+                        running.job, "failed", f"internal worker error: {type(exc).__name__}: {exc}"
+                    )
             finally:
-                self.jobs_done += 1
+                self.jobs_done += len(jobs)
+                self._running = {}
 
-    def _idle(self, timeout: float) -> None:
-        """Sleep until woken or ``timeout``, beating the registry meanwhile."""
+    def _idle(self, timeout: float) -> bool:
+        """Sleep until woken (True) or ``timeout``, beating the registry meanwhile."""
         deadline = time.monotonic() + timeout
         while not self._stop.is_set():
             left = deadline - time.monotonic()
-            if left <= 0 or self._wake.wait(min(left, self.heartbeat_interval)):
-                return
+            if left <= 0:
+                return False
+            if self._wake.wait(min(left, self.heartbeat_interval)):
+                self._wake.clear()
+                return True
             self._maybe_beat("idle")
+        return False
 
     def _idle_wait(self) -> float:
         # NOTIFY wakes a listening worker at once; the timeout is only a safety net then.
@@ -234,20 +303,32 @@ class Worker:
         return self.poll_interval * 5 if listening else self.poll_interval
 
     def _maybe_beat(self, state: str) -> None:
-        """Refresh this worker's registry row every heartbeat interval."""
+        """Refresh this worker's registry row every heartbeat interval (sooner on a change)."""
         now = time.monotonic()
-        since = now - self._last_beat
         # a change of state is written soon (but at most twice a second: jobs can be short)
         due = self.heartbeat_interval if state == self._last_state else 0.5
-        if since < due:
+        if now - self._last_beat < due:
             return
         self._last_beat, self._last_state = now, state
-        job_id = self._current
+        job_id = next(iter(self._running), None)
         try:
             self.registry.beat(self.worker_id, state, job_id, self.jobs_done)
             HEARTBEATS.inc()
         except Exception as exc:
             log.warning("worker heartbeat failed: %s", exc)
+
+    def _gather(self, limit: int) -> None:
+        """Wait until no submit arrived for ``batch_wait`` (at most 10x that, or ``limit``
+        submits), so that jobs sent together share one call."""
+        deadline = time.monotonic() + 10 * self.batch_wait
+        seen = 1
+        while seen < limit and self._wake.wait(
+            max(0.0, min(self.batch_wait, deadline - time.monotonic()))
+        ):
+            self._wake.clear()
+            seen += 1
+            if time.monotonic() >= deadline:
+                break
 
     def _ready_child(self) -> _Child | None:
         if self._child is None or not self._child.proc.is_alive():
@@ -263,147 +344,165 @@ class Worker:
             return None
         return self._child
 
-    # -- one job ----------------------------------------------------------------
+    # -- one batch --------------------------------------------------------------
 
-    def _lease(self, job: Job, step: int, total: int) -> bool:
-        """Progress + lease heartbeat. False if the job was taken from us."""
-        try:
-            owned = self.store.record_progress(job, step, total)
-        except Exception as exc:  # database away: keep working, the fence decides later
-            log.warning("heartbeat for job %s failed: %s", job.id, exc)
-            return True
-        HEARTBEATS.inc()
-        return owned
-
-    def _run(self, child: _Child, job: Job) -> None:
+    def _run(self, child: _Child, jobs: list[Job]) -> None:
         child.cancel.clear()
-        self._latest_step, self._latest_total = 0, job.progress_total
-        self._signalled_at = None
-        self._current = job.id
-        try:
-            self._exchange(child, job)
-        finally:
-            self._current = None
+        items = []
+        for job in jobs:
+            try:
+                _, job_id, kind, input_json, upload = job_message(job, self.storage)
+            except Exception as exc:
+                self.store.fail(job, str(exc))
+                continue
+            slot = len(items)
+            child.flags[slot] = 0
+            self._running[job.id] = _Running(job, slot, total=job.progress_total)
+            items.append((job_id, kind, input_json, upload))
+        if items:
+            self._exchange(child, items)
 
-    def _signal_cancel(self, child: _Child) -> None:
-        if self._signalled_at is None:
-            self._signalled_at = self._latest_step
-        child.cancel.set()
+    def _signal_cancel(self, child: _Child, running: _Running) -> None:
+        if running.signalled_at is None:
+            running.signalled_at = running.step
+        child.flags[running.slot] = 1
 
-    def _exchange(self, child: _Child, job: Job) -> None:
-        child.conn.send(job_message(job, self.storage))
-        started = last_beat = last_progress = last_cancel_check = time.monotonic()
-        pending_progress: tuple[int, int] | None = None
-        #: log lines wait here and go out together (one write, not one per line)
-        lines: list[str] = []
-        last_log = started
-        canceled_by_user = lease_lost = False
-        handing_back_since: float | None = None
+    def _exchange(self, child: _Child, items: list[tuple[Any, ...]]) -> None:
+        child.conn.send(("batch", items))
+        started = last_beat = last_cancel_check = time.monotonic()
+        last_flush = float("-inf")
+        self._handing_back = False
+        handing_back_since = 0.0
         conn: Connection = child.conn
-        while True:
+        while True:  # until the model process says the batch is over
             now = time.monotonic()
             if conn.poll(0.05):
                 try:
                     message = conn.recv()
                 except EOFError:
-                    self._flush_logs(job, lines)
-                    self._crashed(child, job, handing_back_since is not None)
+                    self._crashed(child)
                     return
-                kind = message[0]
-                if kind in ("done", "canceled", "error"):
-                    self._flush_logs(job, lines)
-                if kind == "progress":
-                    pending_progress = (message[1], message[2])
-                    self._latest_step, self._latest_total = message[1], message[2]
-                    final = message[1] >= message[2]
-                    if final or now - last_progress >= self.progress_interval:
-                        if not self._lease(job, *pending_progress):
-                            lease_lost = True
-                            child.cancel.set()  # the job was taken from us (lease lost)
-                        pending_progress, last_progress, last_beat = None, now, now
-                elif kind == "log":
-                    lines.append(message[1])
-                elif kind == "done":
-                    self._finish(job, message[1], message[2])
-                    return
-                elif kind == "canceled":
-                    if (
-                        handing_back_since is not None
-                        and not lease_lost
-                        and not canceled_by_user
-                        and not self._cancel_asked(job)
-                    ):
-                        self._hand_back(job)
-                    else:
-                        self._canceled(job, message[1])
-                    return
-                elif kind == "error":
-                    self._end(job, "failed", message[1], message[2] or None)
-                    return
-            elif not child.proc.is_alive():
-                self._flush_logs(job, lines)
-                self._crashed(child, job, handing_back_since is not None)
+                if message[0] == "batch_end":
+                    break
+                _, job_id, inner = message
+                running = self._running.get(job_id)
+                if running is not None:
+                    self._handle(child, running, inner)
+                caught_up = not conn.poll(0)  # then write what is due, for all jobs at once
+                if caught_up and (
+                    now - last_flush >= self.progress_interval or self._final_pending()
+                ):
+                    self._flush(child)
+                    last_flush = last_beat = now
+                continue
+            if not child.proc.is_alive():
+                self._crashed(child)
                 return
-            # periodic checks run whether or not a message came (progress can be continuous)
-            if lines and now - last_log >= 0.5:
-                self._flush_logs(job, lines)
-                last_log = now
             if now - last_cancel_check >= 0.25:
                 last_cancel_check = now
-                if self._cancel_asked(job):
-                    canceled_by_user = True
-                    self._signal_cancel(child)
-            if handing_back_since is None and self._stop.is_set() and now >= self._drain_deadline:
-                handing_back_since = now
-                child.cancel.set()
-            if handing_back_since is not None and now - handing_back_since > 10.0:
+                with contextlib.suppress(Exception):  # database away: ask again next time
+                    wanted = self.store.cancel_requested_among(
+                        [r.job for r in self._running.values()]
+                    )
+                    for running in list(self._running.values()):
+                        if running.job.id in wanted:
+                            running.user_canceled = True
+                            self._signal_cancel(child, running)
+            if not self._handing_back and self._stop.is_set() and now >= self._drain_deadline:
+                self._handing_back, handing_back_since = True, now
+                for running in list(self._running.values()):
+                    self._signal_cancel(child, running)
+            if self._handing_back and now - handing_back_since > 10.0:
                 child.proc.kill()  # it does not answer the cancel: hand back without it
                 child.proc.join(5)
                 self._child = None
-                self._hand_back(job)
+                for running in list(self._running.values()):
+                    self._hand_back(running.job)
+                self._running = {}
                 return
-            if now - last_beat >= self.heartbeat_interval:
-                step, total = pending_progress or (job.progress_step, job.progress_total)
-                if not self._lease(job, step, total):
-                    lease_lost = True
-                    child.cancel.set()
-                last_beat = now
+            if now - last_beat >= self.heartbeat_interval or (
+                now - last_flush >= self.progress_interval and self._anything_pending()
+            ):
+                self._flush(child, everyone=now - last_beat >= self.heartbeat_interval)
+                last_flush = last_beat = now
             self._maybe_beat("draining" if self._stop.is_set() else "busy")
             if now - started > self.job_timeout:
                 child.proc.kill()
                 child.proc.join(5)
                 self._child = None
-                self._end(
-                    job,
-                    "failed",
-                    f"the job ran longer than {self.job_timeout:.0f}s and was stopped",
-                )
+                for running in list(self._running.values()):
+                    self.store.fail(
+                        running.job,
+                        f"the job ran longer than {self.job_timeout:.0f}s and was stopped",
+                    )
                 return
+        for running in list(self._running.values()):  # ended without a word about them
+            self.store.fail(running.job, "the model process did not finish this job")
 
-    def _cancel_asked(self, job: Job) -> bool:
+    def _final_pending(self) -> bool:
+        return any(r.pending and r.pending[0] >= r.pending[1] for r in self._running.values())
+
+    def _anything_pending(self) -> bool:
+        return any(r.pending or r.lines for r in self._running.values())
+
+    def _flush(self, child: _Child, *, everyone: bool = False) -> None:
+        """Write the batch's progress and log lines in one transaction (also a heartbeat
+        with ``everyone``); a job no longer ours is stopped."""
+        updates = []
+        for running in self._running.values():
+            if running.pending or running.lines or everyone:
+                step, total = running.pending or (running.step, running.total)
+                updates.append((running.job, step, total, running.take_lines()))
+                running.pending = None
+        if not updates:
+            return
         try:
-            return self.store.cancel_requested(job)
-        except Exception:  # database away: keep going, ask again at the next check
-            return False
+            lost_ids = self.store.record_progress_many(updates)
+        except Exception as exc:  # database away: keep working, the fence decides later
+            log.warning("progress/heartbeat write failed: %s", exc)
+            return
+        HEARTBEATS.inc()
+        for job_id in lost_ids:
+            lost = self._running.get(job_id)
+            if lost is not None:
+                lost.lease_lost = True
+                child.flags[lost.slot] = 1  # the job was taken from us (lease lost)
 
-    def _canceled(self, job: Job, predict_time: float) -> None:
+    def _handle(self, child: _Child, running: _Running, message: tuple[Any, ...]) -> None:
+        """One message about one job of the batch (writes wait for :meth:`_flush`)."""
+        job = running.job
+        kind = message[0]
+        if kind == "progress":
+            running.pending = (message[1], message[2])
+            running.step, running.total = message[1], message[2]
+            return
+        if kind == "log":
+            running.lines.append(message[1])
+            return
+        del self._running[job.id]
+        if kind == "done":
+            billed = message[3] if len(message) > 3 else None
+            progress = (running.step, running.total)
+            self._finish(job, message[1], message[2], billed, running.take_lines(), progress)
+        elif kind == "canceled":
+            if self._handing_back and not running.user_canceled and not running.lease_lost:
+                self._hand_back(job)
+            else:
+                self._canceled(running, message[1])
+        elif kind == "error":
+            self._end(job, "failed", message[1], message[2] or None, running.take_lines())
+
+    def _canceled(self, running: _Running, predict_time: float) -> None:
         """Record where the job stopped, then mark it canceled."""
-        step, total = self._latest_step, self._latest_total
+        job, step, total = running.job, running.step, running.total
+        if running.signalled_at is not None:
+            running.lines.append(
+                f"canceled at step {step}/{total} "
+                f"(the cancel reached the model process at step {running.signalled_at})"
+            )
         with contextlib.suppress(Exception):
-            self.store.record_progress(job, step, total)
-            if self._signalled_at is not None:
-                self.store.append_log(
-                    job,
-                    f"canceled at step {step}/{total} "
-                    f"(the cancel reached the model process at step {self._signalled_at})",
-                )
+            self.store.record_progress_many([(job, step, total, running.take_lines())])
         self._end(job, "canceled", None, predict_time)
-
-    def _flush_logs(self, job: Job, lines: list[str]) -> None:
-        if lines:
-            with contextlib.suppress(Exception):  # logs are best effort
-                self.store.append_log(job, "\n".join(lines))
-            lines.clear()
 
     def _hand_back(self, job: Job) -> None:
         if self.store.release(job):
@@ -411,14 +510,19 @@ class Worker:
             log.info("job %s handed back to the queue", job.id)
 
     def _end(
-        self, job: Job, status: str, error: str | None, predict_time: float | None = None
+        self,
+        job: Job,
+        status: str,
+        error: str | None,
+        predict_time: float | None = None,
+        logs: str = "",
     ) -> None:
         """Record a job's end (fenced); count it if this attempt still owned the job."""
         try:
             if status == "canceled":
                 owned = self.store.mark_canceled(job, predict_time)
             else:
-                owned = self.store.fail(job, error or "failed", predict_time)
+                owned = self.store.fail(job, error or "failed", predict_time, logs)
         except Exception:
             log.exception("could not record the end of job %s; its lease will expire", job.id)
             return
@@ -427,21 +531,33 @@ class Worker:
             if predict_time:
                 PREDICT_TIME.observe(predict_time)
 
-    def _crashed(self, child: _Child, job: Job, handing_back: bool) -> None:
+    def _crashed(self, child: _Child) -> None:
         child.proc.join(5)
         code = child.proc.exitcode
         self._child = None
-        if handing_back:
-            self._hand_back(job)
-            return
-        self._end(
-            job,
-            "failed",
-            f"the model process exited unexpectedly (exit code {code}) while running this job; "
-            "it has been restarted. If this repeats, the model may not fit in memory.",
-        )
+        for running in list(self._running.values()):
+            if self._handing_back:
+                self._hand_back(running.job)
+                continue
+            self._end(
+                running.job,
+                "failed",
+                f"the model process exited unexpectedly (exit code {code}) while running this "
+                "job; it has been restarted. If this repeats, the model may not fit in memory.",
+                None,
+                running.take_lines(),
+            )
+        self._running = {}
 
-    def _finish(self, job: Job, stickers: list[Sticker], predict_time: float) -> None:
+    def _finish(
+        self,
+        job: Job,
+        stickers: list[Sticker],
+        predict_time: float,
+        billed_time: float | None = None,
+        logs: str = "",
+        progress: tuple[int, int] | None = None,
+    ) -> None:
         outputs: list[OutputFile] = []
         try:
             for index, sticker in enumerate(stickers):
@@ -458,14 +574,14 @@ class Worker:
                             height=height,
                         )
                     )
-            owned = self.store.complete(job, outputs, predict_time)
+            owned = self.store.complete(job, outputs, predict_time, billed_time, logs, progress)
         except BaseException:
             self._delete(outputs)
             raise
         if owned:
             JOBS_FINISHED.labels("succeeded").inc()
             PREDICT_TIME.observe(predict_time)
-            GPU_SECONDS.inc(predict_time)
+            GPU_SECONDS.inc(billed_time if billed_time is not None else predict_time)
         else:
             # Fenced out: another attempt owns this job now. Leave no orphan files.
             self._delete(outputs)
