@@ -394,10 +394,10 @@ class Worker:
                 ):
                     self._flush(child)
                     last_flush = last_beat = now
-                continue
-            if not child.proc.is_alive():
+            elif not child.proc.is_alive():
                 self._crashed(child)
                 return
+            # the checks below run whether or not a message came (progress can stream)
             if now - last_cancel_check >= 0.25:
                 last_cancel_check = now
                 with contextlib.suppress(Exception):  # database away: ask again next time

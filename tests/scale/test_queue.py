@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
-from sqlalchemy.dialects import postgresql
 
 from sticker_maker.accounts import KeyStore
 from sticker_maker.api import create_app
@@ -60,36 +59,6 @@ def expire(db: Database, job_id: str) -> None:
         conn.execute(
             update(jobs).where(jobs.c.id == job_id).values(heartbeat_at=time.time() - 1000)
         )
-
-
-def test_claim_is_one_short_skip_locked_statement() -> None:
-    store = JobStore.__new__(JobStore)
-    captured: list[str] = []
-
-    class _Conn:
-        def execute(self, stmt):  # type: ignore[no-untyped-def]
-            captured.append(str(stmt.compile(dialect=postgresql.dialect())))
-
-            class _R:
-                def mappings(self):  # type: ignore[no-untyped-def]
-                    return self
-
-                def first(self):  # type: ignore[no-untyped-def]
-                    return None
-
-            return _R()
-
-    class _Db:
-        def write(self):  # type: ignore[no-untyped-def]
-            import contextlib
-
-            return contextlib.nullcontext(_Conn())
-
-    store.db = _Db()  # type: ignore[assignment]
-    assert store.claim_next("w") is None
-    (sql,) = captured
-    assert sql.startswith("UPDATE jobs SET")
-    assert "FOR UPDATE SKIP LOCKED" in sql and "RETURNING" in sql
 
 
 def test_each_job_is_claimed_exactly_once_under_concurrency(db: Database) -> None:
