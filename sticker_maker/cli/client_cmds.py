@@ -96,16 +96,9 @@ def generate_remote(
 
 
 def _wait_with_progress(job: Job) -> None:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from sticker_maker.cli._progress import step_progress
 
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=False,
-    ) as progress:
+    with step_progress(err) as progress:
         task = progress.add_task("queued", total=job.progress.total or None)
 
         def show(current: Job) -> None:

@@ -386,16 +386,9 @@ def generate(
 
 
 def _run_locally(job, presets_file: Path | None):  # type: ignore[no-untyped-def]
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from sticker_maker.cli._progress import step_progress
 
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=False,
-    ) as progress:
+    with step_progress(err) as progress:
         task = progress.add_task("loading model", total=job.steps)
         from sticker_maker.worker.predictor import Predictor
 
