@@ -11,6 +11,7 @@ time spent noticing that the job had finished and answering.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import tempfile
@@ -80,4 +81,6 @@ def _v2_poll(http: httpx.Client, interval: float) -> float:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n", nargs="?", type=int, default=10, help="jobs each way")
+    main(parser.parse_args().n)

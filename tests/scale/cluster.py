@@ -1,4 +1,4 @@
-"""Real servers for the scale-out tests and ``bench/queue.py``.
+"""Real servers for the scale-out tests and ``bench/workers.py``.
 
 * :func:`postgres_server` / :func:`create_database`: a throw-away database on the
   PostgreSQL at ``$STICKER_MAKER_TEST_POSTGRES`` (default

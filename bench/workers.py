@@ -1,6 +1,6 @@
 """Jobs per second through the queue with 1, 2 and 3 real worker processes and the tiny model.
 
-    python bench/queue.py [--jobs 120] [--workers 1,2,3] [--database sqlite|postgresql]
+    python bench/workers.py [--jobs 120] [--workers 1,2,3] [--database sqlite|postgresql]
                           [--storage local|s3] [--repeat 1]
 
 For each worker count: a fresh database (a new SQLite file, or a new database on

@@ -1,0 +1,29 @@
+"""The benchmark scripts stay runnable (their figures are printed by ``make bench``, never
+asserted here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+SCRIPTS = sorted(p for p in BENCH.glob("*.py") if not p.name.startswith("_"))
+
+
+def test_no_bench_module_shadows_the_standard_library() -> None:
+    # ``python bench/x.py`` puts bench/ first on sys.path: a bench/queue.py would replace
+    # the standard ``queue`` for torch and everything else the script imports.
+    shadowing = [p.name for p in BENCH.glob("*.py") if p.stem in sys.stdlib_module_names]
+    assert shadowing == []
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_bench_script_help(script: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert "usage:" in out.stdout
