@@ -34,6 +34,7 @@ def _overhead() -> list[dict[str, Any]]:
     out = []
     runs = [(r, 1) for r in overhead.job_overhead((1, 8), jobs=40, max_batch=1)]
     runs += [(r, 8) for r in overhead.job_overhead((1, 8, 32), jobs=40, max_batch=8)]
+    runs += [(r, 32) for r in overhead.job_overhead((32,), jobs=96, max_batch=32)]
     for r, bound in runs:
         c = r["concurrency"]
         setting = f"tiny model, {c} concurrent users (Prefer: wait), --max-batch {bound}"

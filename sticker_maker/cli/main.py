@@ -115,9 +115,10 @@ def serve(
         typer.Option(
             min=0,
             max=64,
-            help="Jobs one model call may take: queued jobs with the same preset, size, "
-            "steps, sampler, guidance and LoRA scale are denoised together (each keeps its "
-            "seed; each is billed its share). 0 = auto: 4 on a GPU, 1 on a CPU "
+            help="Jobs denoised together: queued jobs with the same preset, size, steps, "
+            "sampler, guidance and LoRA scale share each denoising step, and one submitted "
+            "while they run joins them at the next step (each keeps its seed; each is "
+            "billed its share). 0 = auto: 4 on a GPU, 1 on a CPU "
             "[env STICKER_MAKER_MAX_BATCH].",
             show_default=False,
         ),

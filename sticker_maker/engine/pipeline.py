@@ -3,15 +3,14 @@
 ``Engine`` keeps models loaded between jobs (:class:`ModelCache`, least recently used
 goes first), loads each preset's LoRA once as a named adapter and switches adapters per
 job (fused into the weights on GPU), so presets that share a base never reload it.
-``Engine.generate`` is one job, in numbered steps. Denoising works on a
-:class:`DenoiseBatch`, a list of images that share every pipeline-wide setting, so
-several jobs with the same :func:`batch_key` can later be denoised in one call.
+``Engine.run`` takes jobs and runs those with one :func:`batch_key` as lanes of a
+:class:`~sticker_maker.engine.denoise.DenoiseLoop` (one UNet call per step for all of
+them; jobs join and leave between steps), in numbered steps; ``generate`` is one job.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ from PIL import Image
 from sticker_maker.engine import device as device_mod
 from sticker_maker.engine import upscale as upscale_mod
 from sticker_maker.engine.cache import ModelCache
+from sticker_maker.engine.denoise import DenoiseLoop, Lane, LaneSettings
 from sticker_maker.engine.loading import (
     does_not_fit,
     load_refiner,
@@ -36,7 +36,6 @@ from sticker_maker.engine.loading import (
 )
 from sticker_maker.engine.lora import LoraState
 from sticker_maker.engine.options import EngineOptions
-from sticker_maker.engine.schedulers import make_scheduler
 from sticker_maker.errors import InvalidInput, JobCanceled, ModelUnavailable
 from sticker_maker.params import JobInput, batch_key
 from sticker_maker.presets import Preset, PresetRegistry
@@ -69,63 +68,36 @@ class LoadedRefiner:
     scheduler_config: Any
 
 
-@dataclass(frozen=True)
-class DenoiseItem:
-    prompt: str
-    negative: str
-    seed: int
-
-
-@dataclass(frozen=True)
-class DenoiseBatch:
-    """Images denoised together: one prompt and seed each, everything else shared."""
-
-    preset: Preset
-    width: int
-    height: int
-    steps: int
-    guidance_scale: float
-    scheduler: str
-    lora_scale: float
-    items: tuple[DenoiseItem, ...]
-
-    @classmethod
-    def for_job(cls, job: JobInput, preset: Preset) -> DenoiseBatch:
-        """Image i of the job uses ``seed + i``."""
-        prompt = preset.render_prompt(job.prompt)
-        negative = preset.render_negative(job.negative_prompt)
-        return cls(
-            preset=preset,
-            width=job.width,
-            height=job.height,
-            steps=job.steps,
-            guidance_scale=job.guidance_scale,
-            scheduler=job.scheduler,
-            lora_scale=job.lora_scale,
-            items=tuple(DenoiseItem(prompt, negative, s) for s in job.seeds()),
-        )
-
-    @classmethod
-    def for_jobs(cls, jobs: list[JobInput], preset: Preset) -> DenoiseBatch:
-        """The images of several jobs with one :func:`batch_key`, job after job."""
-        parts = [cls.for_job(job, preset) for job in jobs]
-        return dataclasses.replace(parts[0], items=tuple(i for p in parts for i in p.items))
-
-
 @dataclass
 class JobResult:
-    """One job's part of :meth:`Engine.generate_many`.
+    """One job's outcome from :meth:`Engine.run`: ``images`` or ``error``
+    (:class:`JobCanceled` for a job cancelled while it ran).
 
-    ``images`` or ``error`` (:class:`JobCanceled` for a job cancelled during the call).
-    ``seconds``: the model time that gave this job its images (the shared call, then its
-    own upscale); ``share``: its part of that (the call split by image count, plus its
-    own upscale), what it is billed. Weight loading is in neither.
+    ``seconds``: the job's time in the engine, from joining the denoising loop to its
+    last image (weight loading excluded); ``share``: what it is billed, its part of
+    each shared denoising step (split by image count) plus its own prompt encoding,
+    decode and upscale; a job that shared no step is billed its ``seconds``.
     """
 
     images: list[GeneratedImage] = field(default_factory=list)
     error: Exception | None = None
     seconds: float = 0.0
     share: float = 0.0
+    #: the most jobs that shared one of its denoising steps
+    batched: int = 1
+
+
+@dataclass(eq=False)
+class Request:
+    """One generation job for :meth:`Engine.run`; ``on_done`` gets its result, once."""
+
+    job: JobInput
+    on_done: Callable[[JobResult], None]
+    on_progress: ProgressFn | None = None
+    should_cancel: CancelFn | None = None
+
+
+MoreFn = Callable[[], list[Request]]
 
 
 class _Progress:
@@ -138,6 +110,11 @@ class _Progress:
 
     def set_total(self, phase: str, total: int) -> None:
         self.totals[phase] = total
+
+    def denoised(self, _done: int, total: int) -> None:
+        """One denoising step (``total``: samplers of order 2 take more calls)."""
+        self.set_total("denoise", total)
+        self.step()
 
     def step(self) -> None:
         self.done += 1
@@ -304,39 +281,10 @@ class Engine:
         should_cancel: CancelFn | None = None,
     ) -> list[GeneratedImage]:
         """Run one job. Raises :class:`JobCanceled` at the next step once cancelled."""
-        # 1. Check inputs and find the preset.
-        self.check_inputs(job)
-        preset = self.presets.get(job.preset)
-        batch = DenoiseBatch.for_job(job, preset)
-
-        # 2. Plan the step count of every phase, so progress covers the whole job.
-        plan = None
-        totals = {"denoise": job.steps}
-        if job.upscale:
-            plan = upscale_mod.refine_plan(
-                job.width * 2,
-                job.height * 2,
-                job.upscale_steps,
-                preset.upscale_denoise,
-                preset.upscale_tile,
-                preset.upscale_padding,
-            )
-            totals["refine"] = plan.total_steps * job.samples
-        progress = _Progress(on_progress, totals)
-
-        with self._lock, _explain_out_of_memory(job, self.placement):
-            # 3. Denoise all images of the batch in one pipeline call.
-            images = self._denoise(batch, progress, should_cancel)
-            # 4. Upscale: ESRGAN to 2x, then the tiled img2img refine, image by image.
-            if plan is not None:
-                images = [
-                    self._upscale(preset, image, item.seed, job, plan, progress, should_cancel)
-                    for image, item in zip(images, batch.items, strict=True)
-                ]
-        return [
-            GeneratedImage(image=image, seed=item.seed)
-            for image, item in zip(images, batch.items, strict=True)
-        ]
+        result = self.generate_many([job], on_progress=[on_progress], should_cancel=[should_cancel])
+        if result[0].error is not None:
+            raise result[0].error
+        return result[0].images
 
     def generate_many(
         self,
@@ -345,108 +293,194 @@ class Engine:
         on_progress: list[ProgressFn | None] | None = None,
         should_cancel: list[CancelFn | None] | None = None,
     ) -> list[JobResult]:
-        """Run several jobs, denoising those with equal :func:`batch_key` in one call.
-
-        Every job keeps its own seeds (the same pixels as alone, to float rounding), its
-        own progress and its own cancel: a cancelled job is dropped from the results
-        (``JobCanceled``) while the call goes on for the others; the call stops only once
-        all of its jobs are cancelled. An error in a shared call is every one's error.
-        """
+        """Run several jobs (see :meth:`run`) and return their results in order."""
+        results = [JobResult() for _ in jobs]
         progress_fns = on_progress or [None] * len(jobs)
         cancel_fns = should_cancel or [None] * len(jobs)
-        results = [JobResult() for _ in jobs]
-        groups: dict[tuple[Any, ...], list[int]] = {}
-        for n, job in enumerate(jobs):
-            try:
-                self.check_inputs(job)
-                preset = self.presets.get(job.preset)
-            except Exception as exc:
-                results[n].error = exc
-                continue
-            # A call has a negative prompt for all of its images or for none (see batch_key).
-            rendered = bool(preset.render_negative(job.negative_prompt))
-            groups.setdefault((batch_key(job), rendered), []).append(n)
-        with self._lock:
-            for members in groups.values():
-                self._run_group(
-                    [jobs[n] for n in members],
-                    [results[n] for n in members],
-                    [progress_fns[n] for n in members],
-                    [cancel_fns[n] for n in members],
+        self.run(
+            [
+                Request(job, lambda r, n=n: results.__setitem__(n, r), progress, cancel)
+                for n, (job, progress, cancel) in enumerate(
+                    zip(jobs, progress_fns, cancel_fns, strict=True)
                 )
+            ]
+        )
         return results
 
-    def _run_group(
-        self,
-        jobs: list[JobInput],
-        results: list[JobResult],
-        progress_fns: list[ProgressFn | None],
-        cancel_fns: list[CancelFn | None],
-    ) -> None:
-        first = jobs[0]
-        preset = self.presets.get(first.preset)
-        batch = DenoiseBatch.for_jobs(jobs, preset)
-        plans = [self._refine_plan(job, preset) for job in jobs]
-        progresses = [
-            _Progress(fn, self._totals(job, plan))
-            for fn, job, plan in zip(progress_fns, jobs, plans, strict=True)
-        ]
-        canceled = [False] * len(jobs)
+    def run(self, requests: list[Request], more: MoreFn | None = None) -> None:
+        """Run generation jobs; those with one :func:`batch_key` denoise together.
 
-        def all_canceled() -> bool:
-            for n, fn in enumerate(cancel_fns):
-                if not canceled[n] and fn is not None and fn():
-                    canceled[n] = True
-            return all(canceled)
+        Each job is a lane of a :class:`DenoiseLoop`: its own seeds (the same pixels as
+        alone, to float rounding), progress and cancel; a cancelled job leaves at the
+        next step while the others go on, and a finished one is decoded and handed to
+        its ``on_done`` at once. ``more()``, asked between steps, gives jobs that arrived
+        meanwhile: those with the running batch key join the loop (continuous batching),
+        others wait for it to end. Every request's ``on_done`` is called exactly once.
+        """
+        waiting = list(requests)
+        with self._lock:
+            while waiting:
+                head = waiting.pop(0)
+                try:
+                    key = self._key(head.job)
+                except Exception as exc:
+                    head.on_done(JobResult(error=exc))
+                    continue
+                group = [head] + [r for r in waiting if self._key_or_none(r.job) == key]
+                waiting = [r for r in waiting if r not in group]
+                self._stream(key, group, waiting, more)
 
-        loading = self.load_seconds
-        started = time.perf_counter()
+    def _key(self, job: JobInput) -> tuple[Any, ...]:
+        self.check_inputs(job)
+        preset = self.presets.get(job.preset)
+        # A negative prompt the preset adds counts as one (see batch_key).
+        return (batch_key(job), bool(preset.render_negative(job.negative_prompt)))
+
+    def _key_or_none(self, job: JobInput) -> tuple[Any, ...] | None:
         try:
-            with _explain_out_of_memory(first, self.placement, len(batch.items)):
-                images = self._denoise(batch, progresses, all_canceled)
+            return self._key(job)
+        except Exception:
+            return None
+
+    def _stream(
+        self,
+        key: tuple[Any, ...],
+        group: list[Request],
+        waiting: list[Request],
+        more: MoreFn | None,
+    ) -> None:
+        """Denoise ``group`` and whatever joins it, until no lane is left."""
+        started, loading = time.perf_counter(), self.load_seconds
+        # 1. The preset's base pipeline (cached), its VAE and LoRA at the asked scale.
+        first = group[0].job
+        preset = self.presets.get(first.preset)
+        try:
+            with _explain_out_of_memory(first, self.placement):
+                loaded = self._base(preset)
+                self._use_vae(loaded, preset)
+                self._activate_lora(loaded, preset, first.lora_scale)
         except Exception as exc:
-            for result in results:
-                result.error = exc
+            for request in group:
+                request.on_done(JobResult(error=exc))
             return
-        call = max(0.0, time.perf_counter() - started - (self.load_seconds - loading))
-        all_canceled()
-        total_images = len(batch.items)
-        at = 0
-        for n, (job, result) in enumerate(zip(jobs, results, strict=True)):
-            mine = list(
-                zip(images[at : at + job.samples], batch.items[at : at + job.samples], strict=True)
+        settings = LaneSettings(
+            first.width, first.height, first.steps, first.guidance_scale, first.scheduler
+        )
+        loop = DenoiseLoop(loaded.pipe, loaded.scheduler_config, settings)
+        # Upscaling jobs refine one by one after denoising: a joiner would wait for that.
+        joinable = more is not None and not first.upscale
+        with torch.inference_mode():
+            # 2. The group's jobs become lanes: prompts (one encoder call), sampler, noise.
+            # Their time counts from the start (the set-up above was theirs, weight
+            # loading aside).
+            setup = time.perf_counter() - started - (self.load_seconds - loading)
+            self._join(loop, group, preset, started, loading, setup)
+            while loop.active:
+                # 3. One step of every lane, in one UNet call.
+                images = sum(lane.size for lane in loop.active)
+                try:
+                    with _explain_out_of_memory(first, self.placement, images):
+                        finished, cancelled = loop.step()
+                except Exception as exc:  # a shared call failed: every lane in it fails
+                    for lane in list(loop.active):
+                        loop.drop(lane)
+                        lane.tag.done(self, JobResult(error=exc, share=lane.billed))
+                    break
+                # 4. Lanes that left: cancelled ones, then finished ones (decoded in one
+                # call, then upscaled one by one if they ask).
+                for lane in cancelled:
+                    lane.tag.done(
+                        self, JobResult(error=JobCanceled("canceled by request"), share=lane.billed)
+                    )
+                self._finish(loop, finished, preset)
+                # 5. Jobs that arrived meanwhile join at this step boundary, unless a job
+                # of another batch key waits (then this loop drains and that one goes next).
+                joiners = []
+                for request in more() if joinable and more is not None else []:
+                    if not waiting and self._key_or_none(request.job) == key:
+                        joiners.append(request)
+                    else:
+                        waiting.append(request)
+                self._join(loop, joiners, preset, time.perf_counter(), self.load_seconds)
+
+    def _join(
+        self,
+        loop: DenoiseLoop,
+        requests: list[Request],
+        preset: Preset,
+        started: float,
+        loading: float,
+        setup: float = 0.0,
+    ) -> None:
+        """Add jobs to the loop as lanes (``setup``: seconds of shared work to bill them)."""
+        lanes = []
+        for request in requests:
+            job = request.job
+            plan = self._refine_plan(job, preset)
+            progress = _Progress(request.on_progress, self._totals(job, plan))
+            seeds = job.seeds()
+            lanes.append(
+                Lane(
+                    prompts=[preset.render_prompt(job.prompt)] * len(seeds),
+                    negatives=[preset.render_negative(job.negative_prompt)] * len(seeds),
+                    seeds=seeds,
+                    on_step=progress.denoised,
+                    should_cancel=request.should_cancel,
+                    tag=_InFlight(request, progress, plan, started, loading),
+                )
             )
-            at += job.samples
-            result.seconds = call
-            result.share = call * job.samples / total_images
-            if canceled[n]:
-                result.error = JobCanceled("canceled by request")
-                continue
+        if not lanes:
+            return
+        images = sum(lane.size for lane in lanes)
+        for lane in lanes:
+            lane.billed = setup * lane.size / images
+        try:
+            with _explain_out_of_memory(requests[0].job, self.placement, images):
+                loop.add(lanes)
+        except Exception as exc:
+            for lane in lanes:
+                lane.tag.done(self, JobResult(error=exc, share=lane.billed))
+
+    def _finish(self, loop: DenoiseLoop, lanes: list[Lane], preset: Preset) -> None:
+        """Decode finished lanes (one VAE call); upscale and refine if their jobs ask."""
+        if not lanes:
+            return
+        try:
+            with _explain_out_of_memory(lanes[0].tag.request.job, self.placement):
+                decoded = loop.decode(lanes)
+        except Exception as exc:
+            for lane in lanes:
+                lane.tag.done(self, JobResult(error=exc, share=lane.billed))
+            return
+        for lane, arrays in zip(lanes, decoded, strict=True):
+            flight: _InFlight = lane.tag
+            job = flight.request.job
+            share = lane.billed
             try:
-                if plans[n] is not None:
-                    loading, started = self.load_seconds, time.perf_counter()
+                images = [self._to_image(array, preset) for array in arrays]
+                if flight.plan is not None:
+                    loading, began = self.load_seconds, time.perf_counter()
                     with _explain_out_of_memory(job, self.placement):
-                        mine = [
-                            (
-                                self._upscale(
-                                    preset,
-                                    image,
-                                    item.seed,
-                                    job,
-                                    plans[n],
-                                    progresses[n],
-                                    cancel_fns[n],
-                                ),
-                                item,
+                        images = [
+                            self._upscale(
+                                preset,
+                                image,
+                                seed,
+                                job,
+                                flight.plan,
+                                flight.progress,
+                                flight.request.should_cancel,
                             )
-                            for image, item in mine
+                            for image, seed in zip(images, lane.seeds, strict=True)
                         ]
-                    own = time.perf_counter() - started - (self.load_seconds - loading)
-                    result.seconds += own
-                    result.share += own
-                result.images = [GeneratedImage(image=im, seed=item.seed) for im, item in mine]
+                    share += time.perf_counter() - began - (self.load_seconds - loading)
             except Exception as exc:
-                result.error = exc
+                flight.done(self, JobResult(error=exc, share=share))
+                continue
+            generated = [
+                GeneratedImage(image, seed) for image, seed in zip(images, lane.seeds, strict=True)
+            ]
+            flight.done(self, JobResult(images=generated, share=share, batched=lane.most))
 
     @staticmethod
     def _refine_plan(job: JobInput, preset: Preset) -> upscale_mod.RefinePlan | None:
@@ -467,51 +501,6 @@ class Engine:
         if plan is not None:
             totals["refine"] = plan.total_steps * job.samples
         return totals
-
-    def _denoise(
-        self,
-        batch: DenoiseBatch,
-        progress: _Progress | list[_Progress],
-        should_cancel: CancelFn | None,
-    ) -> list[Image.Image]:
-        """Denoise and decode ``batch`` in one pipeline call; each step advances ``progress``
-        (every job's, for a batch of jobs); ``should_cancel()`` True stops the call."""
-        progresses = progress if isinstance(progress, list) else [progress]
-        preset = batch.preset
-        # Base pipeline (cached), VAE, and the preset's LoRA at the requested scale.
-        loaded = self._base(preset)
-        self._use_vae(loaded, preset)
-        self._activate_lora(loaded, preset, batch.lora_scale)
-        pipe = loaded.pipe
-
-        # Sampler, built fresh from the base config; one CPU generator per image (same
-        # pixels on any device; the SDE sampler gets the seeds for its Brownian tree).
-        seeds = [item.seed for item in batch.items]
-        pipe.scheduler = make_scheduler(batch.scheduler, loaded.scheduler_config, seeds=seeds)
-        generators = [torch.Generator("cpu").manual_seed(s) for s in seeds]
-        negatives = [item.negative for item in batch.items]
-
-        def on_step_end(p: Any, _step: int, _t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            for each in progresses:
-                each.set_total("denoise", p.num_timesteps)
-                each.step()
-            if should_cancel is not None and should_cancel():
-                raise JobCanceled("canceled by request")
-            return kwargs
-
-        with torch.inference_mode():
-            result = pipe(
-                prompt=[item.prompt for item in batch.items],
-                negative_prompt=None if not any(negatives) else negatives,
-                width=batch.width,
-                height=batch.height,
-                num_inference_steps=batch.steps,
-                guidance_scale=batch.guidance_scale,
-                generator=generators,
-                callback_on_step_end=on_step_end,
-                output_type="np",
-            )
-        return [self._to_image(array, preset) for array in result.images]
 
     def _to_image(self, array: np.ndarray, preset: Preset) -> Image.Image:
         if not np.isfinite(array).all():
@@ -551,6 +540,25 @@ class Engine:
             on_step=progress.step,
             should_cancel=should_cancel,
         )
+
+
+@dataclass
+class _InFlight:
+    """What the engine keeps about one job while its lane is in the loop."""
+
+    request: Request
+    progress: _Progress
+    plan: upscale_mod.RefinePlan | None
+    started: float
+    loading: float
+
+    def done(self, engine: Engine, result: JobResult) -> None:
+        """Stamp the job's engine time (weight loads excluded) and hand the result over."""
+        loaded = engine.load_seconds - self.loading
+        result.seconds = max(0.0, time.perf_counter() - self.started - loaded)
+        if result.batched <= 1 and result.error is None:
+            result.share = result.seconds  # it shared no step: all of its time is its own
+        self.request.on_done(result)
 
 
 @contextlib.contextmanager

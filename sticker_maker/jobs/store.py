@@ -71,6 +71,20 @@ _BATCH = (
     .limit(bindparam("limit"))
     .with_for_update(skip_locked=True)
 )
+#: queued jobs that may join a running batch of key :key: only while the oldest queued job
+#: has that key too (FIFO: a job of another key at the head stops the joining, the
+#: running batch drains and that job goes next)
+_JOINERS = (
+    select(jobs.c.id)
+    .where(
+        jobs.c.status == QUEUED,
+        jobs.c.batch_key == bindparam("key"),
+        _OLDEST_KEY.scalar_subquery() == bindparam("key"),
+    )
+    .order_by(jobs.c.created_at)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
 
 Admission = Callable[[Connection, str, str, JobInput | UploadInput], dict[str, Any]]
 
@@ -237,14 +251,18 @@ class JobStore:
     def claim_batch(self, worker_id: str, limit: int) -> list[Job]:
         """Claim the oldest queued job and up to ``limit - 1`` more that can share its
         model call (same ``batch_key``), oldest first, in one statement."""
+        return self._claim(_BATCH if limit > 1 else _OLDEST, worker_id, {"limit": limit})
+
+    def claim_joiners(self, worker_id: str, batch_key: str, limit: int) -> list[Job]:
+        """Claim up to ``limit`` queued jobs of ``batch_key`` to join a running batch,
+        oldest first; none while the oldest queued job has another key."""
+        return self._claim(_JOINERS, worker_id, {"limit": limit, "key": batch_key})
+
+    def _claim(self, pick: Any, worker_id: str, params: dict[str, Any]) -> list[Job]:
         now = time.time()
         # a materialised CTE: PostgreSQL runs the locking pick once (as ``IN (subquery)``
         # it may re-run it per row and claim more than ``limit``)
-        picked = (
-            (_BATCH if limit > 1 else _OLDEST)
-            .cte("picked")
-            .prefix_with("MATERIALIZED", dialect="postgresql")
-        )
+        picked = pick.cte("picked").prefix_with("MATERIALIZED", dialect="postgresql")
         claim = (
             update(jobs)
             .where(jobs.c.id.in_(select(picked.c.id)), jobs.c.status == QUEUED)
@@ -259,7 +277,7 @@ class JobStore:
             .returning(*jobs.c)
         )
         with self.db.write() as conn:
-            rows = conn.execute(claim, {"limit": limit}).mappings().all()
+            rows = conn.execute(claim, params).mappings().all()
             for row in rows:
                 lifecycle.job_started(conn, row)
         return sorted((Job.from_row(r) for r in rows), key=lambda j: j.created_at)

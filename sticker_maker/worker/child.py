@@ -7,7 +7,8 @@ Messages, parent → child::
 
     ("predict", job_id, kind, input_json, upload)   upload: the uploaded file's bytes
                                                      (cutout, split) or None (generate)
-    ("batch", [(job_id, kind, input_json, upload), ...])
+    ("batch", seq, [(slot, job_id, kind, input_json, upload), ...])
+    ("join", seq, [(slot, job_id, kind, input_json, upload), ...])
     ("stop",)
 
 Messages, child → parent::
@@ -21,10 +22,13 @@ Messages, child → parent::
     ("error", message, predict_time)
 
 For a ``batch`` each of these comes wrapped as ``("job", job_id, message)``, ``done``
-with a third value, the seconds billed (``None``: its ``predict_time``), and the batch
-ends with ``("batch_end",)``. Generation jobs of a batch share one pipeline call
-(:meth:`Predictor.predict_many`); job ``n`` of the batch is cancelled by setting
-``flags[n]`` (a shared byte array), the whole batch by the ``cancel`` event.
+with a third value, the seconds billed (``None``: its ``predict_time``). Generation jobs
+of a batch denoise together (:meth:`Predictor.predict_stream`), and a ``join`` that
+arrives meanwhile adds its jobs to the running denoising loop at the next step (one
+that arrives after the loop ended starts a batch of its own). ``("batch_end", seq)``
+says every job sent in messages up to ``seq`` has had its last word. The job in
+``slot`` is cancelled by setting ``flags[slot]`` (a shared byte array), all of them by
+the ``cancel`` event.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import os
 import sys
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
@@ -115,16 +120,19 @@ def child_main(conn: Connection, cancel: Event, config: dict[str, Any], flags: A
         conn.send(("ready", engine.placement.device.type if engine is not None else "none"))
     else:
         conn.send(("ready",))
+    later: deque[tuple[Any, ...]] = deque()  # read during a batch, handled after it
     while True:
         try:
-            message = conn.recv()
+            message = later.popleft() if later else conn.recv()
         except (EOFError, OSError):
             return
         if message[0] == "stop":
             return
-        if message[0] == "batch":
-            _run_batch(conn, predictor, cancel, flags, message[1], setup_error, prepare_error)
-            conn.send(("batch_end",))
+        if message[0] in ("batch", "join"):  # a join after its batch ended starts one
+            taken = _run_batch(
+                conn, predictor, cancel, flags, message, setup_error, prepare_error, later
+            )
+            conn.send(("batch_end", taken))
             continue
         _, _job_id, kind, input_json, upload = message
         _run_one(
@@ -186,65 +194,94 @@ def _run_batch(
     predictor: Predictor,
     cancel: Event,
     flags: Any,
-    items: list[tuple[str, str, str, bytes | None]],
+    message: tuple[Any, ...],
     setup_error: str | None,
     prepare_error: str | None,
-) -> None:
-    """The jobs of a ``batch`` message: generation jobs in one call, others one by one."""
+    later: deque[tuple[Any, ...]],
+) -> int:
+    """The jobs of a ``batch`` (or a late ``join``) message, and of every ``join`` that
+    arrives while they denoise. Returns the sequence number of the last message taken.
+
+    Upload jobs run one by one first; generation jobs go to
+    :meth:`Predictor.predict_stream`, which asks for joiners between steps. Messages
+    that are not joins (``stop``) wait in ``later`` until the batch is over.
+    """
+    from sticker_maker.params import JobInput
+    from sticker_maker.worker.predictor import Task
+
+    taken = message[1]
 
     def tagged(job_id: str) -> Callable[[tuple[Any, ...]], None]:
-        return lambda message: conn.send(("job", job_id, message))
+        return lambda m: conn.send(("job", job_id, m))
 
-    def cancelled(n: int) -> Callable[[], bool]:
-        return lambda: cancel.is_set() or bool(flags is not None and flags[n])
+    def cancelled(slot: int) -> Callable[[], bool]:
+        return lambda: cancel.is_set() or bool(flags is not None and flags[slot])
 
-    generate = [n for n, item in enumerate(items) if item[1] == "generate"]
-    if setup_error is not None or len(generate) < 2:
-        generate = []
-    for n, (job_id, kind, input_json, upload) in enumerate(items):
-        if n not in generate:
-            _run_one(
-                tagged(job_id),
-                predictor,
-                kind,
-                input_json,
-                upload,
-                cancelled(n),
-                setup_error,
-                prepare_error,
+    unfinished: dict[str, Callable[[tuple[Any, ...]], None]] = {}
+
+    def on_result(job_id: str, send: Callable[[tuple[Any, ...]], None]) -> Callable[..., None]:
+        unfinished[job_id] = send
+
+        def report(result: Any, seconds: float, share: float) -> None:
+            unfinished.pop(job_id, None)
+            if isinstance(result, JobCanceled):
+                send(("canceled", seconds))
+            elif isinstance(result, StickerMakerError):
+                send(("error", result.message, seconds))
+            elif isinstance(result, Exception):
+                traceback.print_exception(result, file=sys.stderr)
+                send(("error", f"{type(result).__name__}: {result}", seconds))
+            else:
+                send(("done", result, seconds, share))
+
+        return report
+
+    def split(items: list[tuple[Any, ...]]) -> list[Task]:
+        """Run what cannot share a call now; return the generation jobs as tasks."""
+        tasks = []
+        for slot, job_id, kind, input_json, upload in items:
+            send = tagged(job_id)
+            if kind != "generate" or setup_error is not None:
+                _run_one(
+                    send,
+                    predictor,
+                    kind,
+                    input_json,
+                    upload,
+                    cancelled(slot),
+                    setup_error,
+                    prepare_error,
+                )
+                continue
+            tasks.append(
+                Task(
+                    JobInput.model_validate_json(input_json),
+                    on_result(job_id, send),
+                    lambda step, total, send=send: send(("progress", step, total)),
+                    cancelled(slot),
+                    lambda line, send=send: send(("log", line)),
+                )
             )
-    if not generate:
-        return
-    from sticker_maker.params import JobInput
+        return tasks
 
-    sends = [tagged(items[n][0]) for n in generate]
-    jobs = []
-    for n in generate:
-        jobs.append(JobInput.model_validate_json(items[n][2]))
+    def joiners() -> list[Task]:
+        nonlocal taken
+        tasks: list[Task] = []
+        while not later and conn.poll(0):
+            incoming = conn.recv()
+            if incoming[0] != "join":
+                later.append(incoming)
+                break
+            taken = incoming[1]
+            tasks += split(incoming[2])
+        return tasks
 
-    def on_result(k: int, result: Any, seconds: float, share: float) -> None:
-        send = sends[k]
-        if isinstance(result, JobCanceled):
-            send(("canceled", seconds))
-        elif isinstance(result, StickerMakerError):
-            send(("error", result.message, seconds))
-        elif isinstance(result, Exception):
-            traceback.print_exception(result, file=sys.stderr)
-            send(("error", f"{type(result).__name__}: {result}", seconds))
-        else:
-            send(("done", result, seconds, share))
-
-    try:
-        predictor.predict_many(
-            jobs,
-            on_progress=[
-                lambda step, total, send=send: send(("progress", step, total)) for send in sends
-            ],
-            should_cancel=[cancelled(n) for n in generate],
-            log=[lambda line, send=send: send(("log", line)) for send in sends],
-            on_result=on_result,
-        )
-    except Exception as exc:  # the shared part failed: every job of the call fails with it
-        traceback.print_exc(file=sys.stderr)
-        for send in sends:
-            send(("error", f"{type(exc).__name__}: {exc}", 0.0))
+    tasks = split(message[2])
+    if tasks:
+        try:
+            predictor.predict_stream(tasks, joiners)
+        except Exception as exc:  # the shared part failed: every job still in it fails
+            traceback.print_exc(file=sys.stderr)
+            for send in list(unfinished.values()):
+                send(("error", f"{type(exc).__name__}: {exc}", 0.0))
+    return taken

@@ -64,6 +64,18 @@ def sticker_output(image: Image.Image | None, sticker: Image.Image, seed: int = 
     )
 
 
+@dataclass(eq=False)
+class Task:
+    """One generation job for :meth:`Predictor.predict_stream`, with its callbacks."""
+
+    job: JobInput
+    #: (stickers or the error, seconds in the model process, seconds billed), once
+    on_result: Callable[[list[Sticker] | Exception, float, float], None]
+    on_progress: Callable[[int, int], None] | None = None
+    should_cancel: Callable[[], bool] | None = None
+    log: LogFn = lambda _line: None
+
+
 class Predictor:
     #: set by prepare()
     presets: PresetRegistry | None = None
@@ -120,59 +132,64 @@ class Predictor:
             stickers.append(sticker_output(generated.image, sticker, generated.seed))
         return stickers
 
-    def predict_many(
-        self,
-        jobs: list[JobInput],
-        *,
-        on_progress: list[Callable[[int, int], None]],
-        should_cancel: list[Callable[[], bool]],
-        log: list[LogFn],
-        on_result: Callable[[int, list[Sticker] | Exception, float, float], None],
+    def predict_stream(
+        self, tasks: list[Task], more: Callable[[], list[Task]] | None = None
     ) -> None:
-        """Several generation jobs, those with one batch key denoised in one call.
+        """Generation jobs through :meth:`Engine.run`: those with one batch key share each
+        denoising step, and ``more()`` (asked between steps) adds jobs that arrived since.
 
-        ``on_result(n, stickers or error, seconds, share)`` as each job is finished (its
-        cut-out done), in order: ``seconds`` is the job's time in the model process (from
-        the start of the batch to its last cut-out, weight loading excluded), ``share``
-        its part of the shared call plus its own finishing (what it is billed).
+        Each job is finished (cut-out, die cut) as soon as its images are ready, and
+        ``task.on_result(stickers or error, seconds, share)`` is called once: ``seconds``
+        its time in the model process (weight loading excluded), ``share`` what it is
+        billed (its part of the shared steps plus its own decode and finishing).
         """
         assert self.engine is not None, "call setup() first"
-        started = time.perf_counter()
-        loading = self.engine.load_seconds
+        engine = self.engine
 
-        def elapsed() -> float:
-            return time.perf_counter() - started - (self.engine.load_seconds - loading)
+        def request(task: Task) -> Any:
+            from sticker_maker.engine.pipeline import Request
 
-        results = self.engine.generate_many(
-            jobs, on_progress=list(on_progress), should_cancel=list(should_cancel)
+            return Request(
+                task.job,
+                lambda result: self._finish(task, result),
+                task.on_progress,
+                task.should_cancel,
+            )
+
+        engine.run(
+            [request(task) for task in tasks],
+            (lambda: [request(task) for task in more()]) if more is not None else None,
         )
-        log[0](
-            f"generated {sum(len(r.images) for r in results)} image(s) of {len(jobs)} jobs "
-            f"in one batch in {time.perf_counter() - started:.2f}s"
-        )
-        for n, (job, result) in enumerate(zip(jobs, results, strict=True)):
-            if result.error is not None:
-                on_result(n, result.error, elapsed(), result.share)
-                continue
-            began = time.perf_counter()
-            try:
-                preset = self.engine.presets.get(job.preset)
-                log[n](
-                    f"generated {len(result.images)} image(s) in a batch of {len(jobs)} jobs "
-                    f"(billed {result.share:.3f}s of the {result.seconds:.3f}s call)"
+
+    def _finish(self, task: Task, result: Any) -> None:
+        """One job's images → its stickers, then ``task.on_result``."""
+        if result.error is not None:
+            task.on_result(result.error, result.seconds, result.share)
+            return
+        began = time.perf_counter()
+        job = task.job
+        try:
+            preset = self.engine.presets.get(job.preset)
+            size = f"{result.images[0].image.width}x{result.images[0].image.height}"
+            shared = f" in a batch of up to {result.batched} jobs" if result.batched > 1 else ""
+            task.log(
+                f"generated {len(result.images)} image(s) {size}{shared} in "
+                f"{result.seconds:.2f}s (billed {result.share:.3f}s)"
+            )
+            stickers = [
+                sticker_output(
+                    g.image,
+                    finishing_steps.finish(g.image, preset, job.finishing, task.log),
+                    g.seed,
                 )
-                stickers = [
-                    sticker_output(
-                        g.image,
-                        finishing_steps.finish(g.image, preset, job.finishing, log[n]),
-                        g.seed,
-                    )
-                    for g in result.images
-                ]
-            except Exception as exc:
-                on_result(n, exc, elapsed(), result.share)
-                continue
-            on_result(n, stickers, elapsed(), result.share + time.perf_counter() - began)
+                for g in result.images
+            ]
+        except Exception as exc:
+            own = time.perf_counter() - began
+            task.on_result(exc, result.seconds + own, result.share + own)
+            return
+        own = time.perf_counter() - began
+        task.on_result(stickers, result.seconds + own, result.share + own)
 
     def prepare(self, presets_file: str | None = None) -> None:
         """What every job kind needs: the presets (no torch, no weights)."""

@@ -41,6 +41,7 @@ from sticker_maker.metrics import (
     PREDICT_TIME,
     QUEUE_WAIT,
 )
+from sticker_maker.params import JobInput, batch_key_text
 from sticker_maker.storage import Storage, new_file_name
 from sticker_maker.worker.child import child_main, job_message
 
@@ -106,6 +107,10 @@ class _Running:
 
     job: Job
     slot: int
+    #: the number of the message that sent it to the model process
+    seq: int = 0
+    #: when it was sent (its own timeout counts from here)
+    sent_at: float = 0.0
     step: int = 0
     total: int = 0
     pending: tuple[int, int] | None = None
@@ -181,6 +186,9 @@ class Worker:
         self._child: _Child | None = None
         #: the running batch: job id → its state
         self._running: dict[str, _Running] = {}
+        #: the number of the last message that sent jobs to the model process (never
+        #: reset: a late ``batch_end`` of an earlier batch then matches none of the jobs)
+        self._seq = 0
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -257,7 +265,7 @@ class Worker:
                 continue
             self._maybe_beat("idle")
             limit = self.batch_limit(child)
-            if woken and limit > 1:
+            if woken and limit > 1 and self.batch_wait > 0:
                 self._gather(limit)
             self._wake.clear()  # before the claim: a wake-up after it is not lost
             try:
@@ -281,7 +289,6 @@ class Worker:
                         running.job, "failed", f"internal worker error: {type(exc).__name__}: {exc}"
                     )
             finally:
-                self.jobs_done += len(jobs)
                 self._running = {}
 
     def _idle(self, timeout: float) -> bool:
@@ -348,42 +355,98 @@ class Worker:
 
     def _run(self, child: _Child, jobs: list[Job]) -> None:
         child.cancel.clear()
+        self._handing_back = False
+        if self._send(child, "batch", jobs):
+            self._exchange(child)
+
+    def _send(self, child: _Child, kind: str, jobs: list[Job]) -> bool:
+        """Send jobs to the model process as a ``batch`` or a ``join``, each in a free
+        cancel slot. False if none could be sent (their input files are gone, say)."""
         items = []
+        used = {r.slot for r in self._running.values()}
+        free = (n for n in range(MAX_BATCH) if n not in used)
+        self._seq += 1
+        now = time.monotonic()
         for job in jobs:
             try:
-                _, job_id, kind, input_json, upload = job_message(job, self.storage)
+                _, job_id, kind_, input_json, upload = job_message(job, self.storage)
             except Exception as exc:
                 self.store.fail(job, str(exc))
                 continue
-            slot = len(items)
+            slot = next(free)
             child.flags[slot] = 0
-            self._running[job.id] = _Running(job, slot, total=job.progress_total)
-            items.append((job_id, kind, input_json, upload))
+            self._running[job.id] = _Running(
+                job, slot, seq=self._seq, sent_at=now, total=job.progress_total
+            )
+            items.append((slot, job_id, kind_, input_json, upload))
         if items:
-            self._exchange(child, items)
+            child.conn.send((kind, self._seq, items))
+            self.jobs_done += len(items)
+        return bool(items)
+
+    def _joinable_key(self, limit: int) -> str | None:
+        """The batch key queued jobs may join the running batch with, or None: only
+        generation jobs without upscale (those refine one by one after denoising), while
+        there is room, and never while stopping."""
+        if self._stop.is_set() or self._handing_back or len(self._running) >= limit:
+            return None
+        keys = set()
+        for running in self._running.values():
+            job_input = running.job.input
+            if not isinstance(job_input, JobInput) or job_input.upscale:
+                return None
+            keys.add(batch_key_text(job_input))
+        return keys.pop() if len(keys) == 1 else None
+
+    def _take_joiners(self, child: _Child) -> None:
+        """Claim queued jobs of the running batch's key and send them to join it."""
+        limit = self.batch_limit(child)
+        key = self._joinable_key(limit)
+        if key is None:
+            return
+        try:
+            jobs = self.store.claim_joiners(self.worker_id, key, limit - len(self._running))
+        except Exception as exc:  # database away: the next wake-up tries again
+            log.warning("claiming jobs to join the running batch failed: %s", exc)
+            return
+        for job in jobs:
+            QUEUE_WAIT.observe(max(0.0, (job.started_at or job.created_at) - job.created_at))
+        if jobs:
+            self._send(child, "join", jobs)
 
     def _signal_cancel(self, child: _Child, running: _Running) -> None:
         if running.signalled_at is None:
             running.signalled_at = running.step
         child.flags[running.slot] = 1
 
-    def _exchange(self, child: _Child, items: list[tuple[Any, ...]]) -> None:
-        child.conn.send(("batch", items))
-        started = last_beat = last_cancel_check = time.monotonic()
+    def _exchange(self, child: _Child) -> None:
+        """Relay the running jobs' messages until none is left; queued jobs of the same
+        batch key join meanwhile (on a wake-up, or every ``poll_interval``)."""
+        last_beat = last_cancel_check = last_join = time.monotonic()
         last_flush = float("-inf")
-        self._handing_back = False
         handing_back_since = 0.0
         conn: Connection = child.conn
-        while True:  # until the model process says the batch is over
+        while self._running:
             now = time.monotonic()
-            if conn.poll(0.05):
+            if self._wake.is_set() or now - last_join >= self.poll_interval:
+                self._wake.clear()
+                last_join = now
+                self._take_joiners(child)
+            # short waits: a submit (wake-up) should reach the model before its next step
+            if conn.poll(0.01):
                 try:
                     message = conn.recv()
                 except EOFError:
                     self._crashed(child)
                     return
-                if message[0] == "batch_end":
-                    break
+                if message[0] == "batch_end":  # jobs it took in and never reported
+                    for running in list(self._running.values()):
+                        if running.seq <= message[1]:
+                            del self._running[running.job.id]
+                            self.store.fail(
+                                running.job, "the model process did not finish this job"
+                            )
+                    continue
                 _, job_id, inner = message
                 running = self._running.get(job_id)
                 if running is not None:
@@ -426,7 +489,7 @@ class Worker:
                 self._flush(child, everyone=now - last_beat >= self.heartbeat_interval)
                 last_flush = last_beat = now
             self._maybe_beat("draining" if self._stop.is_set() else "busy")
-            if now - started > self.job_timeout:
+            if any(now - r.sent_at > self.job_timeout for r in self._running.values()):
                 child.proc.kill()
                 child.proc.join(5)
                 self._child = None
@@ -436,8 +499,6 @@ class Worker:
                         f"the job ran longer than {self.job_timeout:.0f}s and was stopped",
                     )
                 return
-        for running in list(self._running.values()):  # ended without a word about them
-            self.store.fail(running.job, "the model process did not finish this job")
 
     def _final_pending(self) -> bool:
         return any(r.pending and r.pending[0] >= r.pending[1] for r in self._running.values())

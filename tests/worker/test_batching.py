@@ -147,7 +147,7 @@ def test_jobs_queued_together_run_in_one_call_each_as_if_alone(
     ]
     for job in mates:
         done = jobs[job.id]
-        assert "in a batch of 3 jobs" in done.logs
+        assert "in a batch of up to 3 jobs" in done.logs
         assert {o.seed for o in done.output} == {job.input.seed}  # per-job seeds
         assert {o.kind for o in done.output} == {"image", "sticker"}
     assert "batch of" not in jobs[apart.id].logs  # other steps: its own call
@@ -160,16 +160,17 @@ def test_jobs_queued_together_run_in_one_call_each_as_if_alone(
         billed = dict(
             conn.execute(
                 select(jobs_table.c.id, jobs_table.c.billed_time).where(
-                    jobs_table.c.id.in_([j.id for j in mates])
+                    jobs_table.c.id.in_([j.id for j in [*mates, apart, again]])
                 )
             ).all()
         )
     for job in mates:
         assert 0 < billed[job.id] < jobs[job.id].predict_time
+    # alone, a job pays its own steps, encode, decode and cut-out: nearly all of its time
+    for lone in (jobs[apart.id], alone):
+        assert 0.5 * lone.predict_time < billed[lone.id] <= lone.predict_time
     account = svc.keys.balance(key)
-    spent = sum(billed.values()) * PRICE + jobs[apart.id].predict_time * PRICE
-    spent += alone.predict_time * PRICE
-    assert account == pytest.approx(1000 - spent, abs=1e-6)
+    assert account == pytest.approx(1000 - sum(billed.values()) * PRICE, abs=1e-6)
 
     assert "batch of" not in alone.logs
     batched = _pixels(svc, jobs[mates[0].id])
@@ -177,3 +178,61 @@ def test_jobs_queued_together_run_in_one_call_each_as_if_alone(
     assert same.max() <= 2
     other = np.abs(_pixels(svc, jobs[mates[1].id]) - batched)  # another seed and prompt
     assert other.mean() > 5 * same.mean() and other.max() > 2
+
+
+def test_joiners_are_claimed_only_behind_a_head_of_their_key(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    """Joining a running batch never jumps the queue: a job of another key at the head
+    stops it (the running batch then drains and the head goes next)."""
+    from sticker_maker.params import batch_key_text
+
+    svc = _services(tmp_path, url=database_url)
+    key = svc.keys.create(credits=1000).key.id
+    running = _submit(svc, key, seed=1)
+    (claimed,) = svc.jobs.claim_batch("w1", 1)
+    assert claimed.id == running.id
+    batch = batch_key_text(claimed.input)
+    mate = _submit(svc, key, seed=2)
+    second_mate = _submit(svc, key, seed=3)
+    joined = svc.jobs.claim_joiners("w1", batch, 1)  # bounded by the free room
+    assert [j.id for j in joined] == [mate.id] and joined[0].worker_id == "w1"
+    assert joined[0].attempt == 1 and joined[0].status.value == "running"
+    other = _submit(svc, key, seed=4, width=128)  # behind second_mate: joining goes on
+    assert [j.id for j in svc.jobs.claim_joiners("w1", batch, 4)] == [second_mate.id]
+    late_mate = _submit(svc, key, seed=5)  # behind `other`, the head now: no joining
+    assert svc.jobs.claim_joiners("w1", batch, 4) == []
+    assert [j.id for j in svc.jobs.claim_batch("w2", 4)] == [other.id]
+    assert [j.id for j in svc.jobs.claim_joiners("w1", batch, 4)] == [late_mate.id]
+    svc.db.dispose()
+
+
+def test_a_job_submitted_while_a_batch_runs_joins_it(priced_presets: Path, tmp_path: Path) -> None:
+    """Continuous batching in the worker: the second job starts at the next step of the
+    running one instead of waiting for it, and both give their pixels as if alone."""
+    svc = _services(tmp_path, priced_presets)
+    key = svc.keys.create(credits=1000).key.id
+    worker = _worker(svc, max_batch=4)
+    worker.start()
+    try:
+        warm = _submit(svc, key, preset="priced", seed=1, steps=2)  # loads the model
+        _wait(svc, [warm.id])
+        first = _submit(svc, key, preset="priced", prompt="red cat", seed=11, steps=40)
+        deadline = time.monotonic() + 60
+        while svc.jobs.get(first.id).progress_step < 3:  # it is denoising
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        late = _submit(svc, key, preset="priced", prompt="blue dog", seed=22, steps=40)
+        jobs = _wait(svc, [first.id, late.id])
+        alone = _submit(svc, key, preset="priced", prompt="blue dog", seed=22, steps=40)
+        alone_done = _wait(svc, [alone.id])[alone.id]
+    finally:
+        worker.stop()
+    done_first, done_late = jobs[first.id], jobs[late.id]
+    assert done_first.status.value == done_late.status.value == "succeeded"
+    assert "in a batch of up to 2 jobs" in done_late.logs
+    assert "in a batch of up to 2 jobs" in done_first.logs
+    # it started while the first was still running (joined), not after it
+    assert done_late.started_at is not None and done_first.completed_at is not None
+    assert done_late.started_at < done_first.completed_at
+    assert np.abs(_pixels(svc, done_late) - _pixels(svc, alone_done)).max() <= 2

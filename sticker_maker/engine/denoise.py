@@ -1,0 +1,296 @@
+"""SDXL denoising with lanes that join and leave between steps (continuous batching).
+
+The diffusers SDXL pipeline runs one fixed batch from the first step to the last, so a
+job that arrives one step late waits for the whole call. Here every job is a *lane*:
+its own prompt embeddings, latents, sampler state, generators and step counter. Each
+step is one UNet call over the lanes in flight, each at its own timestep (the UNet
+takes one timestep per sample); then every lane takes its own sampler step. A lane
+that arrives between steps joins the next call; a lane that is done (or cancelled)
+leaves at once and is decoded alone, without waiting for the others.
+
+Every lane computes what ``StableDiffusionXLPipeline.__call__`` computes for its
+images (prompt encoding, timesteps, initial noise from its generators, added time ids,
+classifier-free guidance, the sampler step, the VAE decode), using the pipeline's own
+helpers, so a lane's pixels equal a plain pipeline call with its seeds, to float
+rounding (tests compare them). What no lane shares: nothing is padded or masked.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from diffusers.utils.torch_utils import get_module_execution_device, randn_tensor
+
+from sticker_maker.engine.schedulers import make_scheduler
+
+
+@dataclass(frozen=True)
+class LaneSettings:
+    """What every lane of one loop shares (the pipeline-wide settings of a batch key)."""
+
+    width: int
+    height: int
+    steps: int
+    guidance_scale: float
+    scheduler: str
+
+
+@dataclass(eq=False)
+class Lane:
+    """One job's images in the loop. ``prompts``, ``negatives`` and ``seeds``: one each
+    per image (``negatives`` all empty: SDXL's zeroed negative embedding)."""
+
+    prompts: Sequence[str]
+    negatives: Sequence[str]
+    seeds: Sequence[int]
+    #: called after each of its steps with (done, total)
+    on_step: Callable[[int, int], None] | None = None
+    #: asked after each step; True drops the lane (it appears in ``step()``'s cancelled)
+    should_cancel: Callable[[], bool] | None = None
+    #: the caller's own handle
+    tag: Any = None
+
+    # -- set by DenoiseLoop.add -------------------------------------------------------
+    index: int = 0
+    timesteps: Any = None
+    #: seconds this lane is billed so far: its share of each shared step, by image
+    #: count, plus its own prompt encoding and decode
+    billed: float = 0.0
+    #: the most lanes (jobs) that shared one of its steps
+    most: int = 0
+    _scheduler: Any = None
+    _latents: Any = None
+    _embeds: Any = None
+    _text_embeds: Any = None
+    _time_ids: Any = None
+    _step_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def total(self) -> int:
+        return len(self.timesteps)
+
+    @property
+    def done(self) -> bool:
+        return self.index >= self.total
+
+
+class DenoiseLoop:
+    """Lanes of one :class:`LaneSettings` on one SDXL pipeline (LoRA and VAE already set).
+
+    ``add()`` lanes between steps, ``step()`` until ``active`` is empty; each ``step()``
+    returns the lanes that finished (``decode()`` them) and those cancelled. Lanes added
+    or decoded together share one text-encoder or VAE call.
+    """
+
+    def __init__(self, pipe: Any, scheduler_config: Any, settings: LaneSettings) -> None:
+        self.pipe = pipe
+        self.scheduler_config = scheduler_config
+        self.settings = settings
+        self.device = pipe._execution_device
+        self.cfg = settings.guidance_scale > 1 and pipe.unet.config.time_cond_proj_dim is None
+        self.active: list[Lane] = []
+
+    # -- a lane joins ----------------------------------------------------------------
+
+    def add(self, lanes: Sequence[Lane]) -> None:
+        """Encode the lanes' prompts (in one call), set each one's sampler and draw its
+        initial noise: the pipeline's steps 3-7, lane by lane."""
+        if not lanes:
+            return
+        started = time.perf_counter()
+        pipe, s = self.pipe, self.settings
+        # 3. Prompts of all the lanes at once (all-empty negatives are None: SDXL then
+        # uses zeros; a loop's lanes share that, it is part of the batch key).
+        prompts = [p for lane in lanes for p in lane.prompts]
+        negatives = [n for lane in lanes for n in lane.negatives]
+        embeds, neg_embeds, pooled, neg_pooled = pipe.encode_prompt(
+            prompt=prompts,
+            device=self.device,
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=self.cfg,
+            negative_prompt=negatives if any(negatives) else None,
+        )
+        projection = (
+            pipe.text_encoder_2.config.projection_dim
+            if pipe.text_encoder_2 is not None
+            else int(pooled.shape[-1])
+        )
+        time_ids = pipe._get_add_time_ids(
+            (s.height, s.width),
+            (0, 0),
+            (s.height, s.width),
+            dtype=embeds.dtype,
+            text_encoder_projection_dim=projection,
+        )
+        at = 0
+        for lane in lanes:
+            mine = slice(at, at + lane.size)
+            at += lane.size
+            # 4. The lane's own sampler (the SDE one seeded per image) and timesteps.
+            scheduler = make_scheduler(s.scheduler, self.scheduler_config, seeds=list(lane.seeds))
+            scheduler.set_timesteps(s.steps, device=self.device)
+            if hasattr(scheduler, "set_begin_index"):
+                scheduler.set_begin_index(0)
+            # 5. Initial noise, one CPU generator per image (same pixels on any device).
+            generators = [torch.Generator("cpu").manual_seed(seed) for seed in lane.seeds]
+            shape = (
+                lane.size,
+                pipe.unet.config.in_channels,
+                s.height // pipe.vae_scale_factor,
+                s.width // pipe.vae_scale_factor,
+            )
+            latents = randn_tensor(
+                shape, generator=generators, device=self.device, dtype=embeds.dtype
+            )
+            # 6-7. Sampler kwargs (ancestral samplers draw per-image noise from the
+            # generators) and SDXL's added conditioning (the size, no crop).
+            lane_embeds, lane_pooled = embeds[mine], pooled[mine]
+            lane_ids = time_ids.repeat(lane.size, 1)
+            if self.cfg:
+                lane_embeds = torch.cat([neg_embeds[mine], lane_embeds])
+                lane_pooled = torch.cat([neg_pooled[mine], lane_pooled])
+                lane_ids = torch.cat([lane_ids, lane_ids])
+            lane._scheduler = scheduler
+            lane.timesteps = scheduler.timesteps
+            lane._latents = latents * scheduler.init_noise_sigma
+            lane._embeds = lane_embeds.to(self.device)
+            lane._text_embeds = lane_pooled.to(self.device)
+            lane._time_ids = lane_ids.to(self.device)
+            lane._step_kwargs = _step_kwargs(scheduler, generators)
+            lane.index = 0
+        _bill(lanes, time.perf_counter() - started)
+        self.active.extend(lanes)
+
+    # -- one step of every lane ------------------------------------------------------
+
+    def step(self) -> tuple[list[Lane], list[Lane]]:
+        """One UNet call over all active lanes, then each lane's sampler step.
+
+        Returns ``(finished, cancelled)``: lanes that took their last step, and lanes
+        whose ``should_cancel()`` said so; both have left the loop.
+        """
+        started = time.perf_counter()
+        lanes = list(self.active)
+        halves = 2 if self.cfg else 1
+        # 8.1 Model inputs, lane by lane: [uncond..., cond...] per lane when guided.
+        inputs, timesteps, embeds, text_embeds, time_ids = [], [], [], [], []
+        for lane in lanes:
+            t = lane.timesteps[lane.index]
+            x = torch.cat([lane._latents] * halves)
+            inputs.append(lane._scheduler.scale_model_input(x, t))
+            timesteps.append(t.reshape(1).expand(x.shape[0]))
+            embeds.append(lane._embeds)
+            text_embeds.append(lane._text_embeds)
+            time_ids.append(lane._time_ids)
+        # 8.2 One UNet call for all of them, each sample at its own timestep.
+        noise = self.pipe.unet(
+            torch.cat(inputs),
+            torch.cat(timesteps).to(self.device),
+            encoder_hidden_states=torch.cat(embeds),
+            added_cond_kwargs={
+                "text_embeds": torch.cat(text_embeds),
+                "time_ids": torch.cat(time_ids),
+            },
+            return_dict=False,
+        )[0]
+        # 8.3 Guidance and the sampler step, lane by lane.
+        at = 0
+        for lane in lanes:
+            n = lane.size * halves
+            pred = noise[at : at + n]
+            at += n
+            if self.cfg:
+                uncond, cond = pred.chunk(2)
+                pred = uncond + self.settings.guidance_scale * (cond - uncond)
+            t = lane.timesteps[lane.index]
+            lane._latents = lane._scheduler.step(
+                pred, t, lane._latents, **lane._step_kwargs, return_dict=False
+            )[0]
+            lane.index += 1
+        # Bill the call by image count, then tell each lane where it is.
+        _bill(lanes, time.perf_counter() - started)
+        finished, cancelled = [], []
+        for lane in lanes:
+            lane.most = max(lane.most, len(lanes))
+            if lane.on_step is not None:
+                lane.on_step(lane.index, lane.total)
+            if lane.done:
+                finished.append(lane)
+            elif lane.should_cancel is not None and lane.should_cancel():
+                cancelled.append(lane)
+        for lane in finished + cancelled:
+            self.active.remove(lane)
+        return finished, cancelled
+
+    def drop(self, lane: Lane) -> None:
+        """Take a lane out between steps (cancelled before its first step, say)."""
+        if lane in self.active:
+            self.active.remove(lane)
+
+    # -- a finished lane -------------------------------------------------------------
+
+    def decode(self, lanes: Sequence[Lane]) -> list[list[np.ndarray]]:
+        """The lanes' images (in one VAE call) as float arrays in [0, 1], HxWx3, lane by
+        lane: the pipeline's step 9."""
+        if not lanes:
+            return []
+        started = time.perf_counter()
+        pipe = self.pipe
+        vae = pipe.vae
+        latents = torch.cat([lane._latents for lane in lanes])
+        # fp16 SDXL VAEs overflow unless upcast (force_upcast in their config)
+        upcast = vae.dtype == torch.float16 and vae.config.force_upcast
+        if upcast:
+            vae.to(dtype=torch.float32)
+            latents = latents.to(next(iter(vae.post_quant_conv.parameters())).dtype)
+        mean = getattr(vae.config, "latents_mean", None)
+        std = getattr(vae.config, "latents_std", None)
+        if mean is not None and std is not None:
+            mean_t = torch.tensor(mean).view(1, 4, 1, 1).to(latents.device, latents.dtype)
+            std_t = torch.tensor(std).view(1, 4, 1, 1).to(latents.device, latents.dtype)
+            latents = latents * std_t / vae.config.scaling_factor + mean_t
+        else:
+            latents = latents / vae.config.scaling_factor
+        image = vae.decode(latents.to(get_module_execution_device(vae)), return_dict=False)[0]
+        if upcast:
+            vae.to(dtype=torch.float16)
+        if getattr(pipe, "watermark", None) is not None:
+            image = pipe.watermark.apply_watermark(image)
+        arrays = list(pipe.image_processor.postprocess(image, output_type="np"))
+        out, at = [], 0
+        for lane in lanes:
+            out.append(arrays[at : at + lane.size])
+            at += lane.size
+            lane._latents = None  # free the lane's tensors now
+            lane._embeds = lane._text_embeds = lane._time_ids = None
+        _bill(lanes, time.perf_counter() - started)
+        return out
+
+
+def _bill(lanes: Sequence[Lane], seconds: float) -> None:
+    """Split work done for several lanes at once between them, by image count."""
+    images = sum(lane.size for lane in lanes)
+    for lane in lanes:
+        lane.billed += seconds * lane.size / images
+
+
+def _step_kwargs(scheduler: Any, generators: list[torch.Generator]) -> dict[str, Any]:
+    """What the sampler's ``step()`` takes of eta (0, DDIM's) and the generators (the
+    pipeline's ``prepare_extra_step_kwargs``, for this lane's own sampler)."""
+    accepted = inspect.signature(scheduler.step).parameters
+    kwargs: dict[str, Any] = {}
+    if "eta" in accepted:
+        kwargs["eta"] = 0.0
+    if "generator" in accepted:
+        kwargs["generator"] = generators
+    return kwargs
