@@ -1,8 +1,7 @@
 """The sticker pipeline: SDXL + a sticker LoRA through diffusers, then optional upscale.
 
-``Engine`` keeps models loaded between jobs (:class:`ModelCache`, least recently used
-goes first), loads each preset's LoRA once as a named adapter and switches adapters per
-job (fused into the weights on GPU), so presets that share a base never reload it.
+``Engine`` keeps models loaded between jobs (:mod:`~sticker_maker.engine.models`:
+cached bases, LoRA adapters switched per job, VAEs, refiners and upscalers).
 ``Engine.run`` takes jobs and runs those with one :func:`batch_key` as lanes of a
 :class:`~sticker_maker.engine.denoise.DenoiseLoop` (one UNet call per step for all of
 them; jobs join and leave between steps), in numbered steps; ``generate`` is one job.
@@ -25,16 +24,7 @@ from sticker_maker.engine import device as device_mod
 from sticker_maker.engine import upscale as upscale_mod
 from sticker_maker.engine.cache import ModelCache
 from sticker_maker.engine.denoise import DenoiseLoop, Lane, LaneSettings
-from sticker_maker.engine.loading import (
-    does_not_fit,
-    load_refiner,
-    load_sdxl,
-    load_upscaler,
-    load_vae,
-    lora_source,
-    place,
-)
-from sticker_maker.engine.lora import LoraState
+from sticker_maker.engine.models import Models
 from sticker_maker.engine.options import EngineOptions
 from sticker_maker.errors import InvalidInput, JobCanceled, ModelUnavailable
 from sticker_maker.params import JobInput, batch_key
@@ -49,23 +39,6 @@ CancelFn = Callable[[], bool]
 class GeneratedImage:
     image: Image.Image
     seed: int
-
-
-@dataclass
-class LoadedBase:
-    """A base pipeline in memory, its LoRA adapters and any replacement VAEs."""
-
-    pipe: Any
-    scheduler_config: Any
-    lora: LoraState
-    original_vae: Any
-    vaes: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class LoadedRefiner:
-    pipe: Any
-    scheduler_config: Any
 
 
 @dataclass
@@ -136,11 +109,12 @@ class Engine:
         self.presets = presets
         self.options = options or EngineOptions.from_env()
         self.placement = device_mod.choose(self.options)
-        self.cache = ModelCache(cache_size, self.placement)
+        self.models = Models(cache_size, self.placement)
         self._lock = threading.Lock()
-        #: LoRA/VAE loads and LoRA (un)fusing: weight work outside the model cache
-        self._other_loads: dict[str, int] = {}
-        self._other_load_seconds = 0.0
+
+    @property
+    def cache(self) -> ModelCache:
+        return self.models.cache
 
     @property
     def cache_size(self) -> int:
@@ -154,106 +128,18 @@ class Engine:
     @property
     def load_seconds(self) -> float:
         """Seconds spent loading (and fusing) weights, kept out of a job's billed time."""
-        return self.cache.load_seconds + self._other_load_seconds
+        return self.models.load_seconds
 
     @property
     def loads(self) -> dict[str, int]:
         """How many models of each kind were loaded so far (base, refiner, upscaler, ...)."""
-        return {**self.cache.loads, **self._other_loads}
-
-    @contextlib.contextmanager
-    def _weight_work(self, kind: str | None = None) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self._other_load_seconds += time.perf_counter() - started
-        if kind is not None:
-            self._other_loads[kind] = self._other_loads.get(kind, 0) + 1
-
-    # -- models -----------------------------------------------------------------
-
-    def _fuse(self) -> bool:
-        # Fusing writes into the weights; with sequential offload they live on "meta".
-        return self.placement.fuse_lora and self.placement.offload != "sequential"
-
-    def _load_base(self, preset: Preset) -> LoadedBase:
-        pipe = load_sdxl(preset.base, preset.name, self.placement)
-        place(pipe, "base model", preset.base, self.placement)
-        if self.placement.compile:
-            if self.placement.is_cuda:
-                pipe.unet.to(memory_format=torch.channels_last)
-            pipe.unet.compile()  # in place: pipe.unet stays a UNet2DConditionModel
-        return LoadedBase(
-            pipe=pipe,
-            scheduler_config=pipe.scheduler.config,
-            lora=LoraState(pipe, fuse=self._fuse()),
-            original_vae=pipe.vae,
-        )
-
-    def _base(self, preset: Preset) -> LoadedBase:
-        return self.cache.get("base", preset.base, lambda: self._load_base(preset))
-
-    def _use_vae(self, loaded: LoadedBase, preset: Preset) -> None:
-        """The preset's replacement VAE (loaded once per base), else the base's own."""
-        pipe = loaded.pipe
-        wanted = loaded.original_vae
-        if preset.vae:
-            wanted = loaded.vaes.get(preset.vae)
-            if wanted is None:
-                with self._weight_work("vae"):
-                    wanted = load_vae(preset.vae, preset.name, self.placement)
-                    if self.placement.offload == "none":
-                        try:
-                            wanted.to(self.placement.device)
-                        except Exception as exc:
-                            if device_mod.is_out_of_memory(exc):
-                                raise does_not_fit("VAE", preset.vae, self.placement) from exc
-                            raise
-                loaded.vaes[preset.vae] = wanted
-        if pipe.vae is not wanted:
-            pipe.vae = wanted
-            if self.placement.offload != "none":
-                place(pipe, "base model", preset.base, self.placement)  # re-hook offload
-
-    def _activate_lora(self, loaded: LoadedBase, preset: Preset, scale: float) -> None:
-        state = loaded.lora
-        adapter = None
-        if preset.lora and scale != 0:
-            source = lora_source(preset.lora, preset.lora_weight_name)
-            if source.key not in state.adapters:
-                with self._weight_work("lora"):
-                    state.ensure_loaded(source, preset.name)
-            adapter = state.adapters[source.key]
-        if state.fuse:
-            with self._weight_work():  # fusing and unfusing are weight work too
-                state.activate(adapter, scale)
-        else:
-            state.activate(adapter, scale)
-
-    def _refiner(self, preset: Preset) -> LoadedRefiner:
-        ref = preset.refiner or ""
-
-        def load() -> LoadedRefiner:
-            pipe = load_refiner(ref, preset.name, self.placement)
-            place(pipe, "refiner", ref, self.placement)
-            return LoadedRefiner(pipe, pipe.scheduler.config)
-
-        return self.cache.get("refiner", ref, load)
-
-    def _upscaler(self, preset: Preset) -> Any:
-        ref = preset.upscaler or ""
-        return self.cache.get(
-            "upscaler", ref, lambda: load_upscaler(ref, preset.name, self.placement)
-        )
+        return self.models.loads
 
     def warm(self, preset_name: str) -> None:
         """Load a preset's base and LoRA now (the worker's ``setup()``)."""
         preset = self.presets.get(preset_name)
         with self._lock:
-            loaded = self._base(preset)
-            self._use_vae(loaded, preset)
-            self._activate_lora(loaded, preset, preset.lora_scale)
+            self.models.prepare(preset, preset.lora_scale)
 
     # -- one job ----------------------------------------------------------------
 
@@ -356,9 +242,7 @@ class Engine:
         preset = self.presets.get(first.preset)
         try:
             with _explain_out_of_memory(first, self.placement):
-                loaded = self._base(preset)
-                self._use_vae(loaded, preset)
-                self._activate_lora(loaded, preset, first.lora_scale)
+                loaded = self.models.prepare(preset, first.lora_scale)
         except Exception as exc:
             for request in group:
                 request.on_done(JobResult(error=exc))
@@ -522,13 +406,13 @@ class Engine:
         should_cancel: CancelFn | None,
     ) -> Image.Image:
         doubled = upscale_mod.esrgan_2x(
-            self._upscaler(preset),
+            self.models.upscaler(preset),
             image,
             tile=preset.upscale_tile,
             padding=preset.upscale_padding,
             should_cancel=should_cancel,
         )
-        refiner = self._refiner(preset)
+        refiner = self.models.refiner(preset)
         return upscale_mod.refine(
             refiner.pipe,
             refiner.scheduler_config,

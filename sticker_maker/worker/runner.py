@@ -13,13 +13,17 @@ refreshes their leases (``heartbeat_at``) every ``heartbeat_interval``; a worker
 that dies stops refreshing and a reaper re-queues its jobs. Stopping is graceful:
 no new claims, the running batch may finish within ``drain_timeout``, else its
 jobs are handed back to the queue.
+
+While a batch runs, a wake-up (or every ``poll_interval``) claims queued jobs of its
+batch key, up to ``max_batch`` in all, and sends them to join it: the model process
+adds them at its next denoising step (continuous batching), so a job that misses a
+batch waits one step, not the whole batch.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing as mp
 import os
 import socket
 import threading
@@ -31,74 +35,22 @@ from typing import TYPE_CHECKING, Any
 
 from sticker_maker.db.database import JOBS_CHANNEL
 from sticker_maker.db.listener import Listener
-from sticker_maker.jobs import Job, JobStore, OutputFile
+from sticker_maker.jobs import Job, JobStore
 from sticker_maker.jobs.workers import WorkerRegistry
 from sticker_maker.metrics import (
-    GPU_SECONDS,
-    HANDED_BACK,
     HEARTBEATS,
-    JOBS_FINISHED,
-    PREDICT_TIME,
     QUEUE_WAIT,
 )
 from sticker_maker.params import JobInput, batch_key_text
-from sticker_maker.storage import Storage, new_file_name
-from sticker_maker.worker.child import child_main, job_message
+from sticker_maker.storage import Storage
+from sticker_maker.worker.child import job_message
+from sticker_maker.worker.process import MAX_BATCH, ModelProcess
+from sticker_maker.worker.record import Recorder
 
 if TYPE_CHECKING:
-    from sticker_maker.worker.predictor import Sticker
+    pass
 
 log = logging.getLogger("sticker_maker.worker")
-
-
-#: the most jobs one model call may take (the size of the per-job cancel flags)
-MAX_BATCH = 64
-
-
-class _Child:
-    """One model process and the pipe to it."""
-
-    def __init__(self, config: dict[str, Any]) -> None:
-        ctx = mp.get_context("spawn")
-        self.cancel = ctx.Event()
-        #: job n of the running batch is cancelled by flags[n] = 1
-        self.flags = ctx.RawArray("b", MAX_BATCH)
-        #: the model's device type, reported when it is ready ("cuda", "cpu", ...)
-        self.device = "cpu"
-        self.conn, child_conn = ctx.Pipe()
-        self.proc = ctx.Process(
-            target=child_main,
-            args=(child_conn, self.cancel, {**config, "report_device": True}, self.flags),
-            daemon=True,
-            name="sticker-maker-model",
-        )
-        self.proc.start()
-        child_conn.close()
-        self.ready = False
-
-    def wait_ready(self, stop: threading.Event) -> bool:
-        while not self.ready and not stop.is_set():
-            if self.conn.poll(0.2):
-                try:
-                    message = self.conn.recv()
-                except EOFError:
-                    return False
-                self.ready = message[0] == "ready"
-                if len(message) > 1:
-                    self.device = message[1]
-            elif not self.proc.is_alive():
-                return False
-        return self.ready
-
-    def close(self, timeout: float = 5.0) -> None:
-        if self.proc.is_alive():
-            with contextlib.suppress(BrokenPipeError, OSError):
-                self.conn.send(("stop",))
-            self.proc.join(timeout)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join(timeout)
-        self.conn.close()
 
 
 @dataclass
@@ -158,6 +110,7 @@ class Worker:
     ) -> None:
         self.store = store
         self.storage = storage
+        self.recorder = Recorder(store, storage)
         self.config = {
             "presets_file": presets_file,
             "cache_size": cache_size,
@@ -183,7 +136,7 @@ class Worker:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._child: _Child | None = None
+        self._child: ModelProcess | None = None
         #: the running batch: job id → its state
         self._running: dict[str, _Running] = {}
         #: the number of the last message that sent jobs to the model process (never
@@ -228,7 +181,7 @@ class Worker:
             self._child.close()
             self._child = None
 
-    def batch_limit(self, child: _Child) -> int:
+    def batch_limit(self, child: ModelProcess) -> int:
         """Jobs per model call: ``max_batch``, else 4 on a GPU and 1 elsewhere."""
         if self.max_batch is not None:
             return self.max_batch
@@ -285,7 +238,7 @@ class Worker:
             except Exception as exc:  # never let one batch kill the loop
                 log.exception("jobs %s failed in the worker", [j.id for j in jobs])
                 for running in list(self._running.values()):
-                    self._end(
+                    self.recorder.end(
                         running.job, "failed", f"internal worker error: {type(exc).__name__}: {exc}"
                     )
             finally:
@@ -337,11 +290,11 @@ class Worker:
             if time.monotonic() >= deadline:
                 break
 
-    def _ready_child(self) -> _Child | None:
+    def _ready_child(self) -> ModelProcess | None:
         if self._child is None or not self._child.proc.is_alive():
             if self._child is not None:
                 self._child.close()
-            self._child = _Child(self.config)
+            self._child = ModelProcess(self.config)
         if not self._child.wait_ready(self._stop):
             if not self._stop.is_set():
                 log.error("model process exited during start-up; restarting")
@@ -353,13 +306,13 @@ class Worker:
 
     # -- one batch --------------------------------------------------------------
 
-    def _run(self, child: _Child, jobs: list[Job]) -> None:
+    def _run(self, child: ModelProcess, jobs: list[Job]) -> None:
         child.cancel.clear()
         self._handing_back = False
         if self._send(child, "batch", jobs):
             self._exchange(child)
 
-    def _send(self, child: _Child, kind: str, jobs: list[Job]) -> bool:
+    def _send(self, child: ModelProcess, kind: str, jobs: list[Job]) -> bool:
         """Send jobs to the model process as a ``batch`` or a ``join``, each in a free
         cancel slot. False if none could be sent (their input files are gone, say)."""
         items = []
@@ -398,7 +351,7 @@ class Worker:
             keys.add(batch_key_text(job_input))
         return keys.pop() if len(keys) == 1 else None
 
-    def _take_joiners(self, child: _Child) -> None:
+    def _take_joiners(self, child: ModelProcess) -> None:
         """Claim queued jobs of the running batch's key and send them to join it."""
         limit = self.batch_limit(child)
         key = self._joinable_key(limit)
@@ -414,12 +367,12 @@ class Worker:
         if jobs:
             self._send(child, "join", jobs)
 
-    def _signal_cancel(self, child: _Child, running: _Running) -> None:
+    def _signal_cancel(self, child: ModelProcess, running: _Running) -> None:
         if running.signalled_at is None:
             running.signalled_at = running.step
         child.flags[running.slot] = 1
 
-    def _exchange(self, child: _Child) -> None:
+    def _exchange(self, child: ModelProcess) -> None:
         """Relay the running jobs' messages until none is left; queued jobs of the same
         batch key join meanwhile (on a wake-up, or every ``poll_interval``)."""
         last_beat = last_cancel_check = last_join = time.monotonic()
@@ -480,7 +433,7 @@ class Worker:
                 child.proc.join(5)
                 self._child = None
                 for running in list(self._running.values()):
-                    self._hand_back(running.job)
+                    self.recorder.hand_back(running.job)
                 self._running = {}
                 return
             if now - last_beat >= self.heartbeat_interval or (
@@ -506,7 +459,7 @@ class Worker:
     def _anything_pending(self) -> bool:
         return any(r.pending or r.lines for r in self._running.values())
 
-    def _flush(self, child: _Child, *, everyone: bool = False) -> None:
+    def _flush(self, child: ModelProcess, *, everyone: bool = False) -> None:
         """Write the batch's progress and log lines in one transaction (also a heartbeat
         with ``everyone``); a job no longer ours is stopped."""
         updates = []
@@ -529,7 +482,7 @@ class Worker:
                 lost.lease_lost = True
                 child.flags[lost.slot] = 1  # the job was taken from us (lease lost)
 
-    def _handle(self, child: _Child, running: _Running, message: tuple[Any, ...]) -> None:
+    def _handle(self, child: ModelProcess, running: _Running, message: tuple[Any, ...]) -> None:
         """One message about one job of the batch (writes wait for :meth:`_flush`)."""
         job = running.job
         kind = message[0]
@@ -544,14 +497,16 @@ class Worker:
         if kind == "done":
             billed = message[3] if len(message) > 3 else None
             progress = (running.step, running.total)
-            self._finish(job, message[1], message[2], billed, running.take_lines(), progress)
+            self.recorder.finish(
+                job, message[1], message[2], billed, running.take_lines(), progress
+            )
         elif kind == "canceled":
             if self._handing_back and not running.user_canceled and not running.lease_lost:
-                self._hand_back(job)
+                self.recorder.hand_back(job)
             else:
                 self._canceled(running, message[1])
         elif kind == "error":
-            self._end(job, "failed", message[1], message[2] or None, running.take_lines())
+            self.recorder.end(job, "failed", message[1], message[2] or None, running.take_lines())
 
     def _canceled(self, running: _Running, predict_time: float) -> None:
         """Record where the job stopped, then mark it canceled."""
@@ -563,44 +518,17 @@ class Worker:
             )
         with contextlib.suppress(Exception):
             self.store.record_progress_many([(job, step, total, running.take_lines())])
-        self._end(job, "canceled", None, predict_time)
+        self.recorder.end(job, "canceled", None, predict_time)
 
-    def _hand_back(self, job: Job) -> None:
-        if self.store.release(job):
-            HANDED_BACK.inc()
-            log.info("job %s handed back to the queue", job.id)
-
-    def _end(
-        self,
-        job: Job,
-        status: str,
-        error: str | None,
-        predict_time: float | None = None,
-        logs: str = "",
-    ) -> None:
-        """Record a job's end (fenced); count it if this attempt still owned the job."""
-        try:
-            if status == "canceled":
-                owned = self.store.mark_canceled(job, predict_time)
-            else:
-                owned = self.store.fail(job, error or "failed", predict_time, logs)
-        except Exception:
-            log.exception("could not record the end of job %s; its lease will expire", job.id)
-            return
-        if owned:
-            JOBS_FINISHED.labels(status).inc()
-            if predict_time:
-                PREDICT_TIME.observe(predict_time)
-
-    def _crashed(self, child: _Child) -> None:
+    def _crashed(self, child: ModelProcess) -> None:
         child.proc.join(5)
         code = child.proc.exitcode
         self._child = None
         for running in list(self._running.values()):
             if self._handing_back:
-                self._hand_back(running.job)
+                self.recorder.hand_back(running.job)
                 continue
-            self._end(
+            self.recorder.end(
                 running.job,
                 "failed",
                 f"the model process exited unexpectedly (exit code {code}) while running this "
@@ -609,45 +537,3 @@ class Worker:
                 running.take_lines(),
             )
         self._running = {}
-
-    def _finish(
-        self,
-        job: Job,
-        stickers: list[Sticker],
-        predict_time: float,
-        billed_time: float | None = None,
-        logs: str = "",
-        progress: tuple[int, int] | None = None,
-    ) -> None:
-        outputs: list[OutputFile] = []
-        try:
-            for index, sticker in enumerate(stickers):
-                for kind, data, width, height in sticker.files():
-                    name = new_file_name("png")
-                    self.storage.put(name, data)
-                    outputs.append(
-                        OutputFile(
-                            file=name,
-                            kind=kind,
-                            index=index,
-                            seed=sticker.seed,
-                            width=width,
-                            height=height,
-                        )
-                    )
-            owned = self.store.complete(job, outputs, predict_time, billed_time, logs, progress)
-        except BaseException:
-            self._delete(outputs)
-            raise
-        if owned:
-            JOBS_FINISHED.labels("succeeded").inc()
-            PREDICT_TIME.observe(predict_time)
-            GPU_SECONDS.inc(billed_time if billed_time is not None else predict_time)
-        else:
-            # Fenced out: another attempt owns this job now. Leave no orphan files.
-            self._delete(outputs)
-
-    def _delete(self, outputs: list[OutputFile]) -> None:
-        for output in outputs:
-            with contextlib.suppress(Exception):
-                self.storage.delete(output.file)

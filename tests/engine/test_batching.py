@@ -132,7 +132,7 @@ def test_lanes_give_the_pixels_of_diffusers_own_pipeline(
 
     each = job(registry, seed=11, samples=2, scheduler=scheduler, negative_prompt="blurry")
     mine = pixels(engine.generate(each))
-    loaded = engine._base(registry.get("a"))
+    loaded = engine.models.base(registry.get("a"))
     pipe = loaded.pipe
     preset = registry.get("a")
     pipe.scheduler = make_scheduler(scheduler, loaded.scheduler_config, seeds=[11, 12])

@@ -338,7 +338,7 @@ def test_upscale_runs_esrgan_then_a_refine_that_changes_the_image(
     preset = registry.get("a")
     base = one(engine, registry, width=128, height=128, seed=9)
     esrgan_only = upscale_mod.esrgan_2x(
-        engine._upscaler(preset), Image.fromarray(base.astype(np.uint8)), tile=64, padding=8
+        engine.models.upscaler(preset), Image.fromarray(base.astype(np.uint8)), tile=64, padding=8
     )
     assert esrgan_only.size == (256, 256)
     refined = pixels(upscaled["images"][0].image)
