@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -84,7 +85,6 @@ def _exit_with_parent() -> None:
     """
     import multiprocessing
     import signal
-    import threading
 
     if multiprocessing.parent_process() is None or threading.current_thread() is not (
         threading.main_thread()
@@ -211,8 +211,14 @@ def _run_batch(
 
     taken = message[1]
 
+    sending = threading.Lock()  # results come from the finishing thread, progress not
+
     def tagged(job_id: str) -> Callable[[tuple[Any, ...]], None]:
-        return lambda m: conn.send(("job", job_id, m))
+        def send(m: tuple[Any, ...]) -> None:
+            with sending:
+                conn.send(("job", job_id, m))
+
+        return send
 
     def cancelled(slot: int) -> Callable[[], bool]:
         return lambda: cancel.is_set() or bool(flags is not None and flags[slot])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,31 +139,35 @@ class Predictor:
         """Generation jobs through :meth:`Engine.run`: those with one batch key share each
         denoising step, and ``more()`` (asked between steps) adds jobs that arrived since.
 
-        Each job is finished (cut-out, die cut) as soon as its images are ready, and
-        ``task.on_result(stickers or error, seconds, share)`` is called once: ``seconds``
-        its time in the model process (weight loading excluded), ``share`` what it is
-        billed (its part of the shared steps plus its own decode and finishing).
+        Each job is finished (cut-out, die cut) as soon as its images are ready, on a
+        thread of its own so the denoising loop goes on meanwhile (jobs that join do not
+        wait for other jobs' cut-outs), and ``task.on_result(stickers or error, seconds,
+        share)`` is called once, from that thread: ``seconds`` its time in the model
+        process (weight loading excluded), ``share`` what it is billed (its part of the
+        shared steps, its own decode and its own finishing). Returns when all are done.
         """
         assert self.engine is not None, "call setup() first"
         engine = self.engine
 
-        def request(task: Task) -> Any:
-            from sticker_maker.engine.pipeline import Request
+        with ThreadPoolExecutor(1, thread_name_prefix="sticker-maker-finishing") as finishing:
 
-            return Request(
-                task.job,
-                lambda result: self._finish(task, result),
-                task.on_progress,
-                task.should_cancel,
+            def request(task: Task) -> Any:
+                from sticker_maker.engine.pipeline import Request
+
+                def on_done(result: Any) -> None:
+                    finishing.submit(self._finish, task, result, time.perf_counter())
+
+                return Request(task.job, on_done, task.on_progress, task.should_cancel)
+
+            engine.run(
+                [request(task) for task in tasks],
+                (lambda: [request(task) for task in more()]) if more is not None else None,
             )
 
-        engine.run(
-            [request(task) for task in tasks],
-            (lambda: [request(task) for task in more()]) if more is not None else None,
-        )
-
-    def _finish(self, task: Task, result: Any) -> None:
-        """One job's images → its stickers, then ``task.on_result``."""
+    def _finish(self, task: Task, result: Any, ready_at: float) -> None:
+        """One job's images → its stickers, then ``task.on_result`` (``ready_at``: when
+        the engine handed the images over; waiting for the finishing thread counts in
+        the job's time, not in its bill)."""
         if result.error is not None:
             task.on_result(result.error, result.seconds, result.share)
             return
@@ -176,7 +181,7 @@ class Predictor:
                 f"generated {len(result.images)} image(s) {size}{shared} in "
                 f"{result.seconds:.2f}s (billed {result.share:.3f}s)"
             )
-            stickers = [
+            stickers: list[Sticker] | Exception = [
                 sticker_output(
                     g.image,
                     finishing_steps.finish(g.image, preset, job.finishing, task.log),
@@ -185,11 +190,12 @@ class Predictor:
                 for g in result.images
             ]
         except Exception as exc:
-            own = time.perf_counter() - began
-            task.on_result(exc, result.seconds + own, result.share + own)
-            return
-        own = time.perf_counter() - began
-        task.on_result(stickers, result.seconds + own, result.share + own)
+            stickers = exc
+        now = time.perf_counter()
+        seconds = result.seconds + now - ready_at
+        # a job that shared no step is billed its whole time, as when it runs alone
+        share = seconds if result.batched <= 1 else result.share + now - began
+        task.on_result(stickers, seconds, share)
 
     def prepare(self, presets_file: str | None = None) -> None:
         """What every job kind needs: the presets (no torch, no weights)."""

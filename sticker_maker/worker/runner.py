@@ -30,7 +30,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 from sticker_maker.db.database import JOBS_CHANNEL
@@ -82,12 +82,12 @@ class _Running:
 class Worker:
     """Claims jobs and runs them on its model process, several per call when they fit.
 
-    ``max_batch``: jobs one pipeline call may take (``serve --max-batch``); ``None``
+    ``max_batch``: jobs denoised together (``serve --max-batch``); ``None``
     picks 4 when the model runs on a GPU, where a batch raises the throughput at a
     small cost in latency, and 1 elsewhere: on a CPU a real SDXL step is compute-bound,
     so a batch of N takes about N times as long and only delays the first job.
-    ``batch_wait``: after a wake-up, how long the queue must stay quiet (no new submit)
-    before claiming, so jobs submitted together are claimed together; at most 10x that.
+    A job that misses a batch is not held back for the next: it joins the running one
+    at its next denoising step, so claims never wait to gather jobs.
     """
 
     def __init__(
@@ -104,7 +104,6 @@ class Worker:
         job_timeout: float = 1800.0,
         worker_id: str | None = None,
         max_batch: int | None = None,
-        batch_wait: float = 0.005,
         drain_timeout: float = 0.0,
         listen: bool = True,
     ) -> None:
@@ -122,7 +121,6 @@ class Worker:
         self.job_timeout = job_timeout
         self.worker_id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.max_batch = None if max_batch is None else max(1, min(MAX_BATCH, max_batch))
-        self.batch_wait = batch_wait
         #: seconds a stopping worker lets its running batch finish before handing it back
         self.drain_timeout = drain_timeout
         self.listen = listen and store.db.is_postgres
@@ -134,6 +132,11 @@ class Worker:
         self._last_beat = 0.0
         self._last_state = ""
         self._wake = threading.Event()
+        # ... and a pipe that says the same, so the relay loop can wait on the model
+        # process and on wake-ups at once (a joiner is claimed as soon as it is submitted)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._child: ModelProcess | None = None
@@ -152,6 +155,8 @@ class Worker:
 
     def wake(self) -> None:
         self._wake.set()
+        with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
+            os.write(self._wake_w, b"\0")
 
     def cancel(self, job_id: str) -> None:
         """Stop ``job_id`` at its next step if this worker is running it (else nothing).
@@ -170,7 +175,7 @@ class Worker:
         drain = self.drain_timeout if drain_timeout is None else drain_timeout
         self._drain_deadline = min(self._drain_deadline, time.monotonic() + drain)
         self._stop.set()
-        self._wake.set()
+        self.wake()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop now: running jobs are handed back to the queue (``serve``'s shutdown)."""
@@ -195,7 +200,7 @@ class Worker:
         if self.listen:
             # NOTIFY wakes this worker; after a (re)connect it looks at the queue at once
             self._listener = Listener(
-                self.store.db, JOBS_CHANNEL, lambda _: self._wake.set(), on_connect=self._wake.set
+                self.store.db, JOBS_CHANNEL, lambda _: self.wake(), on_connect=self.wake
             )
             self._listener.start()
         try:
@@ -211,15 +216,12 @@ class Worker:
             log.info("worker %s stopped after %d job(s)", self.worker_id, self.jobs_done)
 
     def _loop(self) -> None:
-        woken = False
         while not self._stop.is_set():
             child = self._ready_child()
             if child is None:
                 continue
             self._maybe_beat("idle")
             limit = self.batch_limit(child)
-            if woken and limit > 1 and self.batch_wait > 0:
-                self._gather(limit)
             self._wake.clear()  # before the claim: a wake-up after it is not lost
             try:
                 jobs = self.store.claim_batch(self.worker_id, limit)
@@ -228,9 +230,8 @@ class Worker:
                 self._stop.wait(self.poll_interval)
                 continue
             if not jobs:
-                woken = self._idle(self._idle_wait())
+                self._idle(self._idle_wait())
                 continue
-            woken = False
             for job in jobs:
                 QUEUE_WAIT.observe(max(0.0, (job.started_at or job.created_at) - job.created_at))
             try:
@@ -276,19 +277,6 @@ class Worker:
             HEARTBEATS.inc()
         except Exception as exc:
             log.warning("worker heartbeat failed: %s", exc)
-
-    def _gather(self, limit: int) -> None:
-        """Wait until no submit arrived for ``batch_wait`` (at most 10x that, or ``limit``
-        submits), so that jobs sent together share one call."""
-        deadline = time.monotonic() + 10 * self.batch_wait
-        seen = 1
-        while seen < limit and self._wake.wait(
-            max(0.0, min(self.batch_wait, deadline - time.monotonic()))
-        ):
-            self._wake.clear()
-            seen += 1
-            if time.monotonic() >= deadline:
-                break
 
     def _ready_child(self) -> ModelProcess | None:
         if self._child is None or not self._child.proc.is_alive():
@@ -385,8 +373,7 @@ class Worker:
                 self._wake.clear()
                 last_join = now
                 self._take_joiners(child)
-            # short waits: a submit (wake-up) should reach the model before its next step
-            if conn.poll(0.01):
+            if self._wait(conn):
                 try:
                     message = conn.recv()
                 except EOFError:
@@ -452,6 +439,16 @@ class Worker:
                         f"the job ran longer than {self.job_timeout:.0f}s and was stopped",
                     )
                 return
+
+    def _wait(self, conn: Connection) -> bool:
+        """Wait up to 50 ms for a message from the model process or a wake-up (then the
+        loop claims joiners at once); True if a message is there."""
+        ready = wait([conn, self._wake_r], timeout=0.05)
+        if self._wake_r in ready:
+            with contextlib.suppress(OSError):
+                while os.read(self._wake_r, 4096):
+                    pass
+        return conn in ready
 
     def _final_pending(self) -> bool:
         return any(r.pending and r.pending[0] >= r.pending[1] for r in self._running.values())
