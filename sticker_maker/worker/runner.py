@@ -14,7 +14,7 @@ that dies stops refreshing and a reaper re-queues its jobs. Stopping is graceful
 no new claims, the running batch may finish within ``drain_timeout``, else its
 jobs are handed back to the queue.
 
-While a batch runs, a wake-up (or every ``poll_interval``) claims queued jobs of its
+While a batch runs, a wake-up (or the idle poll's timeout) claims queued jobs of its
 batch key, up to ``max_batch`` in all, and sends them to join it: the model process
 adds them at its next denoising step (continuous batching), so a job that misses a
 batch waits one step, not the whole batch.
@@ -362,14 +362,14 @@ class Worker:
 
     def _exchange(self, child: ModelProcess) -> None:
         """Relay the running jobs' messages until none is left; queued jobs of the same
-        batch key join meanwhile (on a wake-up, or every ``poll_interval``)."""
+        batch key join meanwhile (on a wake-up, else as often as an idle worker looks)."""
         last_beat = last_cancel_check = last_join = time.monotonic()
         last_flush = float("-inf")
         handing_back_since = 0.0
         conn: Connection = child.conn
         while self._running:
             now = time.monotonic()
-            if self._wake.is_set() or now - last_join >= self.poll_interval:
+            if self._wake.is_set() or now - last_join >= self._idle_wait():
                 self._wake.clear()
                 last_join = now
                 self._take_joiners(child)
