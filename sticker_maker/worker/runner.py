@@ -245,18 +245,17 @@ class Worker:
             finally:
                 self._running = {}
 
-    def _idle(self, timeout: float) -> bool:
-        """Sleep until woken (True) or ``timeout``, beating the registry meanwhile."""
+    def _idle(self, timeout: float) -> None:
+        """Sleep until woken or ``timeout``, beating the registry meanwhile."""
         deadline = time.monotonic() + timeout
         while not self._stop.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
-                return False
+                return
             if self._wake.wait(min(left, self.heartbeat_interval)):
                 self._wake.clear()
-                return True
+                return
             self._maybe_beat("idle")
-        return False
 
     def _idle_wait(self) -> float:
         # NOTIFY wakes a listening worker at once; the timeout is only a safety net then.
