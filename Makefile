@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup serve test lint format bench clean
+.PHONY: setup serve test lint format bench gpu-wheels gpu-check clean
 
 setup: $(STAMP)
 
@@ -35,6 +35,24 @@ format: setup
 
 bench: setup
 	$(BIN)/python bench/run.py
+
+# GPU check (README, "GPU check"). gpu-wheels runs where PyPI is reachable: the wheels our code
+# needs that the GPU machine lacks (bench/gpu-wheels.txt), for its Python 3.12, into .whl/.
+# gpu-check runs on the GPU machine with its own python3 (torch + CUDA), no network needed.
+GPU_PY ?= python3
+WHEEL_PY ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PY))
+WHEEL_PLATFORMS := $(foreach p,manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64,--platform $(p))
+
+gpu-wheels:
+	rm -rf .whl
+	$(WHEEL_PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp $(WHEEL_PLATFORMS) -d .whl -r bench/gpu-wheels.txt
+	@du -sh .whl
+
+gpu-check:
+	@if ls .whl/*.whl >/dev/null 2>&1; then $(GPU_PY) -m pip install -q --no-index --no-deps \
+		--no-compile --no-cache-dir --upgrade --target /tmp/sticker-maker-site .whl/*.whl; fi
+	PYTHONPATH=/tmp/sticker-maker-site:$(CURDIR) PYTHONUNBUFFERED=1 $(GPU_PY) bench/gpu_check.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -96,11 +96,12 @@ def check_params(config: dict[str, Any], counts: dict[str, int]) -> None:
 class _Filler:
     """Random float16 values, cheaply: slices of one seeded pool at random offsets, scaled."""
 
-    def __init__(self, seed: int, dtype: Any) -> None:
+    def __init__(self, seed: int, dtype: Any, size: int = _POOL) -> None:
         import torch
 
         self.generator = torch.Generator().manual_seed(seed)
-        self.pool = torch.randn(_POOL, generator=self.generator).to(dtype)
+        self.size = max(1, min(size, _POOL))
+        self.pool = torch.randn(self.size, generator=self.generator).to(dtype)
         self.dtype = dtype
 
     def normal(self, shape: tuple[int, ...], std: float) -> Any:
@@ -109,10 +110,10 @@ class _Filler:
         n = 1
         for d in shape:
             n *= d
-        start = int(torch.randint(0, _POOL, (1,), generator=self.generator))
+        start = int(torch.randint(0, self.size, (1,), generator=self.generator))
         pieces, left, at = [], n, start
         while left:
-            take = min(left, _POOL - at)
+            take = min(left, self.size - at)
             pieces.append(self.pool[at : at + take])
             left -= take
             at = 0
@@ -289,7 +290,8 @@ def build(config: dict[str, Any], dest: Path, *, seed: int = 0) -> dict[str, int
     counts = count_params(models)
     check_params(config, counts)
     dest.mkdir(parents=True, exist_ok=True)
-    filler = _Filler(seed, torch.float16)
+    largest = max(p.numel() for m in models.values() for p in m.parameters())
+    filler = _Filler(seed, torch.float16, largest)
     for name in ("unet", "vae"):
         models[name].save_config(dest / name)
         _save_model(models[name], dest / name, "diffusion_pytorch_model.safetensors", filler)
@@ -375,7 +377,8 @@ def build_kohya_lora(
     models = meta_models(config)
     targets = lora_targets(models)
     layers_per_block = int(config["unet"]["layers_per_block"])
-    filler = _Filler(seed, torch.float16)
+    largest = max(rank * max(i, o) for layers in targets.values() for _, i, o in layers)
+    filler = _Filler(seed, torch.float16, largest)
     entries: list[tuple[str, tuple[int, ...], str]] = []
     plan: list[tuple[tuple[int, ...], float]] = []
     params = 0

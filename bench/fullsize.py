@@ -47,16 +47,23 @@ STICKER_TEMPLATES = {
 }
 
 
-def write_presets(path: Path, base: str, lora: str) -> Path:
+def write_presets(path: Path, base: str, lora: str, lora_b: str | None = None) -> Path:
     """The built-in ``sticker-maker`` recipe on the given weights, the same without a LoRA
-    (``fullsize-nolora``) and a 4-step, guidance-free Euler preset (``fullsize-fast``)."""
+    (``fullsize-nolora``), a 4-step, guidance-free Euler preset (``fullsize-fast``) and,
+    given ``lora_b``, the recipe with that other LoRA (``fullsize-lora-b``)."""
     templates = "".join(f'{k} = "{v}"\n' for k, v in STICKER_TEMPLATES.items())
+    other = (
+        f'\n[presets.fullsize-lora-b]\nbase = "{base}"\nlora = "{lora_b}"\n{templates}'
+        'scheduler = "DPM++ 2M SDE Karras"\n'
+        if lora_b
+        else ""
+    )
     path.write_text(
         f'[presets.sticker-maker]\nbase = "{base}"\nlora = "{lora}"\n\n'
         f'[presets.fullsize-nolora]\nbase = "{base}"\n{templates}'
         'scheduler = "DPM++ 2M SDE Karras"\n\n'
         f'[presets.fullsize-fast]\nbase = "{base}"\nlora = "{lora}"\n{templates}'
-        'scheduler = "Euler"\nguidance_scale = 0.0\nsteps = 4\n'
+        'scheduler = "Euler"\nguidance_scale = 0.0\nsteps = 4\n' + other
     )
     return path
 

@@ -21,6 +21,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from devices import TEST_DEVICE, TEST_DTYPE  # noqa: E402
+
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -30,6 +32,9 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STICKER_MAKER_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("STICKER_MAKER_PRESETS", raising=False)
     monkeypatch.delenv("STICKER_MAKER_DATABASE_URL", raising=False)
+    if TEST_DEVICE != "cpu":  # a GPU run of the suite (see tests/devices.py)
+        monkeypatch.setenv("STICKER_MAKER_DEVICE", TEST_DEVICE)
+        monkeypatch.setenv("STICKER_MAKER_DTYPE", TEST_DTYPE)
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,11 @@ def presets_file(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFacto
     return write_presets(tmp_path_factory.mktemp("presets") / "presets.toml", tiny_models)
 
 
+def _pythonpath() -> str:
+    """This checkout first, then whatever the caller had (the GPU check adds its wheels)."""
+    return os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -110,7 +120,7 @@ def free_port() -> int:
 
 def cli(*args: str, home: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run the real ``sticker-maker`` command (as ``python -m sticker_maker``)."""
-    env = {**os.environ, "STICKER_MAKER_HOME": str(home), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "STICKER_MAKER_HOME": str(home), "PYTHONPATH": _pythonpath()}
     return subprocess.run(
         [sys.executable, "-m", "sticker_maker", *args],
         capture_output=True,
@@ -136,7 +146,7 @@ def start_server(home: Path, presets: Path, *extra: str) -> RunningServer:
     port = free_port()
     log = home.parent / f"server-{port}.log"
     home.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONPATH": _pythonpath(), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
         [
             sys.executable,

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import TinyModels
+from devices import engine_options
 
 from sticker_maker.errors import JobCanceled
 from sticker_maker.params import JobInput, batch_key, parse_request, resolve
@@ -18,7 +19,6 @@ from sticker_maker.presets import PresetRegistry, load_presets
 
 pytest.importorskip("torch")
 
-from sticker_maker.engine.options import EngineOptions
 from sticker_maker.engine.pipeline import Engine
 
 pytestmark = pytest.mark.slow
@@ -43,7 +43,7 @@ height = 64
 
 @pytest.fixture(scope="module")
 def engine(registry: PresetRegistry) -> Engine:
-    return Engine(registry, options=EngineOptions(device="cpu", fuse_lora="off"))
+    return Engine(registry, options=engine_options(fuse_lora="off"))
 
 
 def job(registry: PresetRegistry, **fields: Any) -> JobInput:

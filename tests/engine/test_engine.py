@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import TinyModels
+from devices import engine_options
 from PIL import Image
 
 from sticker_maker.errors import InvalidInput, JobCanceled, ModelUnavailable
@@ -20,7 +21,6 @@ from sticker_maker.schedulers import SCHEDULER_NAMES
 torch = pytest.importorskip("torch")
 
 from sticker_maker.engine import upscale as upscale_mod  # noqa: E402
-from sticker_maker.engine.options import EngineOptions  # noqa: E402
 from sticker_maker.engine.pipeline import Engine, _explain_out_of_memory  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -102,13 +102,13 @@ def one(engine: Engine, registry: PresetRegistry, **fields: Any) -> np.ndarray:
 @pytest.fixture(scope="module")
 def engine(registry: PresetRegistry) -> Engine:
     """LoRAs unfused (the CPU default)."""
-    return Engine(registry, options=EngineOptions(device="cpu", fuse_lora="off"))
+    return Engine(registry, options=engine_options(fuse_lora="off"))
 
 
 @pytest.fixture(scope="module")
 def fused(registry: PresetRegistry) -> Engine:
     """LoRAs fused into the weights (the GPU default), on the CPU."""
-    return Engine(registry, options=EngineOptions(device="cpu", fuse_lora="on"))
+    return Engine(registry, options=engine_options(fuse_lora="on"))
 
 
 # -- samplers and seeds -------------------------------------------------------------------
@@ -169,7 +169,7 @@ def test_cancel_stops_at_the_next_step(engine: Engine, registry: PresetRegistry)
 
 
 def test_presets_sharing_a_base_switch_loras_without_reloading(registry: PresetRegistry) -> None:
-    engine = Engine(registry, cache_size=1, options=EngineOptions(device="cpu"))
+    engine = Engine(registry, cache_size=1, options=engine_options())
     a = one(engine, registry, preset="a")
     b = one(engine, registry, preset="b")
     plain = one(engine, registry, preset="plain")
@@ -203,7 +203,7 @@ def test_fused_lora_matches_unfused_and_switches_cleanly(
 def test_unfusing_restores_the_base_weights_exactly(
     fused: Engine, registry: PresetRegistry
 ) -> None:
-    fresh = Engine(registry, options=EngineOptions(device="cpu"))
+    fresh = Engine(registry, options=engine_options())
     plain = one(fresh, registry, preset="plain")
     for preset in ("a", "b", "a"):
         one(fused, registry, preset=preset)
@@ -237,7 +237,7 @@ def test_model_cpu_offload_gives_the_same_image(engine: Engine, registry: Preset
     # On the CPU "offload" moves nothing, but the hooks and the re-hooking after a VAE swap
     # run. (Loading a LoRA into an offloaded pipeline needs a GPU: diffusers re-enables
     # offload on its own "accelerator", which a CPU-only machine lacks.)
-    offloaded = Engine(registry, options=EngineOptions(device="cpu", offload="model"))
+    offloaded = Engine(registry, options=engine_options(offload="model"))
     for preset in ("own-vae", "plain"):
         want = one(engine, registry, preset=preset)
         assert np.abs(one(offloaded, registry, preset=preset) - want).max() <= 2
@@ -246,7 +246,7 @@ def test_model_cpu_offload_gives_the_same_image(engine: Engine, registry: Preset
 def test_compile_option_compiles_the_unet_in_place(registry: PresetRegistry) -> None:
     from diffusers import UNet2DConditionModel
 
-    compiled = Engine(registry, options=EngineOptions(device="cpu", compile=True))
+    compiled = Engine(registry, options=engine_options(compile=True))
     compiled.warm("plain")
     unet = compiled.cache.peek("base", registry.get("plain").base).pipe.unet
     assert isinstance(unet, UNet2DConditionModel)  # LoRA loading and fusing still find it
@@ -261,7 +261,7 @@ def test_a_model_that_does_not_fit_gives_an_actionable_error(
 ) -> None:
     from diffusers import StableDiffusionXLPipeline
 
-    engine = Engine(registry, options=EngineOptions(device="cpu"))
+    engine = Engine(registry, options=engine_options())
     one(engine, registry, preset="other-base")
     failures = iter([torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")])
 

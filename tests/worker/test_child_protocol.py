@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from conftest import TinyModels, write_presets
+from devices import TEST_DEVICE, TEST_DTYPE
 
 from sticker_maker.params import parse_request, resolve
 from sticker_maker.presets import load_presets
@@ -46,7 +47,10 @@ def test_joins_during_and_after_a_batch(tiny_models: TinyModels, tmp_path: Path)
     presets = load_presets(path)
     parent, child = mp.Pipe()
     flags = bytearray(8)
-    config = {"presets_file": str(path), "engine_options": {"device": "cpu"}}
+    config = {
+        "presets_file": str(path),
+        "engine_options": {"device": TEST_DEVICE, "dtype": TEST_DTYPE},
+    }
     thread = threading.Thread(
         target=child_main, args=(child, threading.Event(), config, flags), daemon=True
     )
