@@ -40,6 +40,7 @@ bench: setup
 # needs that the GPU machine lacks (bench/gpu-wheels.txt), for its Python 3.12, into .whl/.
 # gpu-check runs on the GPU machine with its own python3 (torch + CUDA), no network needed.
 GPU_PY ?= python3
+GPU_CHECK_ARGS ?=
 WHEEL_PY ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,$(PY))
 WHEEL_PLATFORMS := $(foreach p,manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64,--platform $(p))
 
@@ -52,7 +53,7 @@ gpu-wheels:
 gpu-check:
 	@if ls .whl/*.whl >/dev/null 2>&1; then $(GPU_PY) -m pip install -q --no-index --no-deps \
 		--no-compile --no-cache-dir --upgrade --target /tmp/sticker-maker-site .whl/*.whl; fi
-	PYTHONPATH=/tmp/sticker-maker-site:$(CURDIR) PYTHONUNBUFFERED=1 $(GPU_PY) bench/gpu_check.py
+	PYTHONPATH=/tmp/sticker-maker-site:$(CURDIR) PYTHONUNBUFFERED=1 $(GPU_PY) bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -105,7 +105,7 @@ def per_step_rows(eng: Any, setup: Setup) -> list[Row]:
     from sticker_maker.worker import stickers as finishing_steps
 
     pipe = pipe_of(eng)
-    timings = fullsize.Timings(pipe)
+    timings = fullsize.Timings(pipe, cuda(eng))
     try:
         eng.generate(job(eng, setup, steps=2))  # warm-up (kernels, allocator)
         steps, decodes = {}, []
@@ -176,7 +176,7 @@ def memory_rows(eng: Any, setup: Setup) -> list[Row]:
     """(c1) one job's peak memory during steps and during decode; image finite; VAE dtype."""
     pipe = pipe_of(eng)
     probe = _MemoryProbe(pipe, cuda(eng))
-    timings = fullsize.Timings(pipe)
+    timings = fullsize.Timings(pipe, cuda(eng))
     try:
         reset_peak(eng)
         eng.generate(job(eng, setup, steps=setup.short_steps))
@@ -323,7 +323,7 @@ def compile_rows(setup: Setup, budget: Callable[[], float]) -> list[Row]:
     eng = engine(setup, compile=True)
     try:
         pipe = pipe_of(eng)
-        timings = fullsize.Timings(pipe)
+        timings = fullsize.Timings(pipe, cuda(eng))
         graphs = lambda: int(counters["stats"].get("unique_graphs", 0))  # noqa: E731
         before = graphs()
         began = time.perf_counter()
@@ -389,7 +389,7 @@ def offload_rows(setup: Setup) -> list[Row]:
     try:
         pipe = pipe_of(eng, preset)
         events: list[tuple[str, float]] = []
-        timings = fullsize.Timings(pipe)
+        timings = fullsize.Timings(pipe, cuda(eng))
         handles = [
             pipe.unet.register_forward_hook(lambda *_: events.append(("step", timings.unet[-1]))),
             pipe.vae.decoder.register_forward_hook(lambda *_: events.append(("decode", 0.0))),

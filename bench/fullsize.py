@@ -80,10 +80,11 @@ class Timings:
     """Forward hooks on the UNet and the VAE decoder: each call's seconds, and whether every
     decoded image was finite (no NaN/inf). On CUDA the hooks synchronise the device."""
 
-    def __init__(self, pipe: Any) -> None:
+    def __init__(self, pipe: Any, cuda: bool | None = None) -> None:
         import torch
 
-        self.cuda = pipe.unet.device.type == "cuda"
+        # (offloaded models sit on the CPU between calls: the caller knows the device)
+        self.cuda = pipe.unet.device.type == "cuda" if cuda is None else cuda
         self.unet: list[float] = []
         self.decode: list[float] = []
         self.finite = True

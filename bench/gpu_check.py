@@ -153,58 +153,76 @@ def _group(nodeid: str) -> str:
     return "other"
 
 
-def suite_rows(profile: Profile, table: Table) -> list[ge.Row]:
-    """One pytest session over the groups; rows by group from its JUnit report."""
-    import xml.etree.ElementTree as ET
+class Suite:
+    """One pytest session over the groups, started in the background (it needs no timing, so
+    it runs while the full-size weights are built); rows by group from its JUnit report.
+    The CPU dry run runs only the finishing die-cut tests (the rest is collected elsewhere)."""
 
-    files = sorted({p.removesuffix("::") for paths in SUITE.values() for p in paths})
-    with tempfile.TemporaryDirectory() as tmp:
-        report = Path(tmp) / "junit.xml"
-        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts="]
-        cmd += ["--junitxml", str(report), *files]
+    def __init__(self, profile: Profile) -> None:
+        self.profile = profile
+        self.tmp = tempfile.TemporaryDirectory()
+        self.report = Path(self.tmp.name) / "junit.xml"
+        files = sorted({p.removesuffix("::") for paths in SUITE.values() for p in paths})
         if profile.device == "cpu":
-            cmd.append("--collect-only")
+            files = ["tests/finishing/test_diecut.py"]
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts="]
+        cmd += ["--junitxml", str(self.report), *files]
         env = {
             **os.environ,
             "STICKER_MAKER_TEST_DEVICE": profile.device,
-            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p
+            ),
         }
-        timeout = max(30.0, min(240.0, table.left() - 200))
-        out = subprocess.run(
-            cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
-        tail = (out.stdout.strip().splitlines() or [""])[-1]
-        if profile.device == "cpu":
-            count = re.search(r"(\d+) tests? collected", out.stdout)
-            n = count.group(1) if count else "?"
-            return [("suite on cpu (collected only)", f"{n} tests", tail, out.returncode == 0)]
-        if not report.exists():
-            return [("suite", "error", (out.stdout + out.stderr)[-300:], False)]
-        groups: dict[str, dict[str, Any]] = {}
-        for case in ET.parse(report).getroot().iter("testcase"):
-            nodeid = case.get("file") or case.get("classname", "").replace(".", "/") + ".py"
-            nodeid += "::" + case.get("name", "")
-            g = groups.setdefault(
-                _group(nodeid), {"passed": 0, "failed": 0, "skipped": 0, "first": ""}
+        self.log = Path(self.tmp.name) / "pytest.log"
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
             )
-            failure = case.find("failure") or case.find("error")
-            if failure is not None:
-                g["failed"] += 1
-                first = (failure.get("message") or "").splitlines()[:1]
-                g["first"] = g["first"] or f"{case.get('name')}: {first[0][:150] if first else ''}"
-            elif case.find("skipped") is not None:
-                g["skipped"] += 1
-            else:
-                g["passed"] += 1
-    return [
-        (
-            f"suite on {profile.device}: {name}",
-            f"{g['passed']} passed, {g['failed']} failed, {g['skipped']} skipped",
-            g["first"],
-            g["failed"] == 0,
-        )
-        for name, g in sorted(groups.items())
-    ]
+
+    def finish(self, timeout: float) -> list[ge.Row]:
+        try:
+            self.process.wait(timeout=max(1.0, timeout))
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            return [("suite", "timed out", f"after the time budget; see {self.log}", False)]
+        try:
+            if not self.report.exists():
+                return [("suite", "error", self.log.read_text()[-300:], False)]
+            return [
+                (
+                    f"suite on {self.profile.device}: {name}",
+                    f"{g['passed']} passed, {g['failed']} failed, {g['skipped']} skipped",
+                    g["first"],
+                    g["failed"] == 0 and g["passed"] > 0,
+                )
+                for name, g in sorted(suite_groups(self.report).items())
+            ]
+        finally:
+            self.tmp.cleanup()
+
+
+def suite_groups(report: Path) -> dict[str, dict[str, Any]]:
+    """Passed/failed/skipped per group (and the first failure) from a JUnit XML report."""
+    import xml.etree.ElementTree as ET
+
+    groups: dict[str, dict[str, Any]] = {}
+    for case in ET.parse(report).getroot().iter("testcase"):
+        nodeid = case.get("classname", "").replace(".", "/") + ".py::" + case.get("name", "")
+        g = groups.setdefault(_group(nodeid), {"passed": 0, "failed": 0, "skipped": 0, "first": ""})
+        failure = case.find("failure")
+        if failure is None:
+            failure = case.find("error")
+        if failure is not None:
+            g["failed"] += 1
+            first = (failure.get("message") or "").splitlines()[:1]
+            g["first"] = g["first"] or f"{case.get('name')}: {first[0][:150] if first else ''}"
+        elif case.find("skipped") is not None:
+            g["skipped"] += 1
+        else:
+            g["passed"] += 1
+    return groups
 
 
 # --------------------------------------------------------------------------- (b) service
@@ -279,85 +297,80 @@ class Service:
 
 
 def service_rows(profile: Profile, presets: Path, table: Table, compile_on: bool) -> list[ge.Row]:
-    size, steps = profile.size, profile.steps
-    flags = ["--max-batch", str(max(profile.concurrency)), "--device", profile.device]
+    """Jobs through ``sticker-maker serve``; each measurement fails soft on its own."""
+    size, steps, top = profile.size, profile.steps, max(profile.concurrency)
+    flags = ["--max-batch", str(top), "--device", profile.device]
     flags += ["--compile"] if compile_on else []
     label = f"compile {'on' if compile_on else 'off'}"
+    gpu = profile.device != "cpu"
+    common = {"width": size, "height": size}
     rows: list[ge.Row] = []
+
+    def measure(name: str, fn: Callable[[], ge.Row], needs: float = 20.0) -> None:
+        if table.left() < needs:
+            rows.append((name, "skipped", f"time budget: {table.left():.0f} s left", None))
+            return
+        try:
+            rows.append(fn())
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)
+            text = (str(exc).strip().splitlines() or [""])[0][:200]
+            rows.append((name, "error", f"{type(exc).__name__}: {text}", False))
+
+    def timeout() -> float:
+        return max(30.0, table.left())
+
+    def batch_one(name: str, preset: str | None, target: float | None, first: float) -> ge.Row:
+        fields = {**common, **({"preset": preset} if preset else {"steps": steps})}
+        seconds, envs = [], []
+        for _ in range(profile.repeats):
+            took, envs = service.run(1, timeout(), **fields)
+            seconds.append(took)
+        median = sorted(seconds)[len(seconds) // 2]
+        predict = envs[0]["metrics"]["predict_time"]
+        notes = [ANCHORS, f"target ≤ {target} s" if target else ""]
+        notes.append(f"first job (load{' + compile' * compile_on}) {first:.1f} s" if first else "")
+        ok = (median <= target) if target and gpu else None
+        return (
+            name,
+            f"{median:.2f} s (predict {predict:.2f} s)",
+            "; ".join(filter(None, notes)),
+            ok,
+        )
+
+    def concurrent(name: str, count: int, preset: str | None, target: float | None) -> ge.Row:
+        fields = {**common, **({"preset": preset} if preset else {"steps": steps})}
+        took, envs = service.run(count, timeout(), **fields)
+        logs = " ".join(e.get("logs") or "" for e in envs)
+        batched = max([int(n) for n in re.findall(BATCHED, logs)] or [1])
+        note = f"up to {batched} jobs per step" + (f"; target ≥ {target}/s" if target else "")
+        ok = (count / took >= target) if target and gpu else None
+        return (name, f"{count / took:.2f} stickers/s ({took:.1f} s)", note, ok)
+
     with tempfile.TemporaryDirectory() as tmp:
         service = Service(presets, Path(tmp) / "home", *flags)
         try:
-            common = {"width": size, "height": size}
-            first, _ = service.run(1, max(60.0, table.left()), steps=steps, **common)
-            seconds = []
-            for _ in range(profile.repeats):
-                took, envs = service.run(1, max(30.0, table.left()), steps=steps, **common)
-                seconds.append(took)
-            median = sorted(seconds)[len(seconds) // 2]
-            predict = envs[0]["metrics"]["predict_time"]
-            target = "target ≤ 1.0 s" if compile_on else ""
-            rows.append(
-                (
+            began = time.perf_counter()
+            service.run(1, timeout(), steps=steps, **common)  # loads (and compiles)
+            first = time.perf_counter() - began
+            measure(
+                f"{size}² {steps}-step sticker, batch 1, {label}",
+                lambda: batch_one(
                     f"{size}² {steps}-step sticker, batch 1, {label}",
-                    f"{median:.2f} s (predict {predict:.2f} s)",
-                    "; ".join(
-                        filter(
-                            None,
-                            (
-                                ANCHORS,
-                                target,
-                                f"first job (load{' + compile' * compile_on}) {first:.1f} s",
-                            ),
-                        )
-                    ),
-                    (median <= 1.0) if compile_on and profile.device != "cpu" else None,
-                )
+                    None,
+                    1.0 if compile_on else None,
+                    first,
+                ),
             )
-            for count in profile.concurrency if not compile_on else profile.concurrency[-1:]:
-                if table.left() < 20:
-                    break
-                took, envs = service.run(count, max(30.0, table.left()), steps=steps, **common)
-                batched = max(
-                    [int(n) for e in envs for n in re.findall(BATCHED, e.get("logs") or "")] or [1]
-                )
-                rows.append(
-                    (
-                        f"{count} concurrent {steps}-step jobs, {label}",
-                        f"{count / took:.2f} stickers/s ({took:.1f} s)",
-                        f"up to {batched} jobs per step; target ≥ 2/s at 8 jobs",
-                        (count / took >= 2) if count == 8 and profile.device != "cpu" else None,
-                    )
-                )
-            if not compile_on and table.left() > 20:
-                service.run(1, max(30.0, table.left()), preset="fullsize-fast", **common)
-                fast = sorted(
-                    service.run(1, max(30.0, table.left()), preset="fullsize-fast", **common)[0]
-                    for _ in range(profile.repeats)
-                )
-                took, _ = service.run(
-                    max(profile.concurrency),
-                    max(30.0, table.left()),
-                    preset="fullsize-fast",
-                    **common,
-                )
-                rate = max(profile.concurrency) / took
-                gpu = profile.device != "cpu"
-                rows.append(
-                    (
-                        "4-step preset (Euler, no guidance), batch 1",
-                        f"{fast[len(fast) // 2]:.2f} s",
-                        "target ≤ 0.35 s",
-                        (fast[len(fast) // 2] <= 0.35) if gpu else None,
-                    )
-                )
-                rows.append(
-                    (
-                        f"4-step preset, {max(profile.concurrency)} concurrent",
-                        f"{rate:.2f} stickers/s",
-                        "target ≥ 8/s",
-                        (rate >= 8) if gpu else None,
-                    )
-                )
+            for count in profile.concurrency if not compile_on else (top,):
+                name = f"{count} concurrent {steps}-step jobs, {label}"
+                target = 2.0 if count == 8 else None
+                measure(name, lambda n=name, c=count, t=target: concurrent(n, c, None, t))
+            if not compile_on:
+                fast = "4-step preset (Euler, no guidance), batch 1"
+                measure(fast, lambda: batch_one(fast, "fullsize-fast", 0.35, 0.0))
+                name = f"4-step preset, {top} concurrent"
+                measure(name, lambda: concurrent(name, top, "fullsize-fast", 8.0))
         finally:
             service.close()
     return rows
@@ -382,6 +395,7 @@ def prepare(profile: Profile) -> dict[str, Any]:
 
 def run_checks(profile: Profile, table: Table, only: set[str]) -> dict[str, Any]:
     built: dict[str, Any] = {}
+    suite = Suite(profile) if "suite" in only else None  # runs while the weights are built
 
     def build() -> list[ge.Row]:
         built.update(prepare(profile))
@@ -399,6 +413,8 @@ def run_checks(profile: Profile, table: Table, only: set[str]) -> dict[str, Any]
         ]
 
     table.attempt("(b)", "build", build)
+    if suite is not None:  # before anything is timed on the device
+        table.attempt("(a)", "suite", lambda: suite.finish(timeout=min(240.0, table.left() - 200)))
     if not built:
         return built
     presets = Path(built["presets"])
@@ -436,8 +452,6 @@ def run_checks(profile: Profile, table: Table, only: set[str]) -> dict[str, Any]
                     table.attempt("(c)", name, lambda fn=fn: fn(eng, setup), needs=needs)
             ge.drop(eng)
             eng = None
-    if "suite" in only:
-        table.attempt("(a)", "suite", lambda: suite_rows(profile, table), needs=60)
     if "service" in only and profile.compile:
         table.attempt(
             "(b)",
