@@ -13,8 +13,10 @@ step on the tiny CPU model.) With no LoRA in effect the wrappers are out of the 
 
 Switching goes back to the exact base weights without a snapshot of them: unfusing
 subtracts the same float32 delta (recomputed from the adapter's factors) and rounds, which
-gives back every base value except a few where the rounding of the fuse lost a bit; those
-few (index, value) pairs are all that is kept, on the CPU. A switch of LoRA or of
+gives back every base value except those where the rounding of the fuse lost a bit; those
+values and where they go (indices, or a bitmask when many) are all that is kept, on the
+CPU: always less than the base weights (at most 1/16 of them plus the values lost), and
+a small fraction for a real LoRA, whose delta is small next to the weights. A switch of LoRA or of
 ``lora_scale`` is thus two small matmuls per layer, never a copy of the base weights (the
 old CPU snapshot held up to 4.1 GiB per cached SDXL base, and alternating scales thrashed
 it).
@@ -56,10 +58,48 @@ class _Wrapped:
 @dataclass
 class _Fix:
     """What unfusing one layer's weight needs besides the delta: the base values that
-    ``(fused - delta)`` does not round back to (flat indices and original values)."""
+    ``(fused - delta)`` does not round back to, and where they go: flat int32 indices
+    when few, else a bitmask (1 bit per weight), whichever is smaller."""
 
-    index: torch.Tensor
+    where: torch.Tensor
     value: torch.Tensor
+    bitmask: bool
+    #: bytes of the base weight itself (what a snapshot of it would keep)
+    weight_bytes: int
+
+    @classmethod
+    def of(cls, lost: torch.Tensor, weight: torch.Tensor) -> _Fix:
+        flat = lost.flatten()
+        index = flat.nonzero().flatten()
+        value = weight.flatten()[index].to("cpu")
+        size = weight.numel() * weight.element_size()
+        if index.numel() * 4 <= (flat.numel() + 7) // 8:
+            return cls(index.to("cpu", torch.int32), value, False, size)
+        pad = torch.zeros((-flat.numel()) % 8, dtype=torch.bool, device=flat.device)
+        bits = torch.cat([flat, pad]).view(-1, 8).to(torch.uint8)
+        packed = (bits << torch.arange(8, dtype=torch.uint8, device=flat.device)).sum(
+            1, dtype=torch.uint8
+        )
+        return cls(packed.to("cpu"), value, True, size)
+
+    @property
+    def nbytes(self) -> int:
+        return (
+            self.where.numel() * self.where.element_size()
+            + self.value.numel() * self.value.element_size()
+        )
+
+    def apply(self, weight: torch.Tensor) -> None:
+        if not self.value.numel():
+            return
+        flat = weight.view(-1)
+        where = self.where.to(weight.device)
+        if self.bitmask:
+            shifts = torch.arange(8, dtype=torch.uint8, device=weight.device)
+            mask = ((where[:, None] >> shifts) & 1).flatten()[: flat.numel()].bool()
+            flat[mask] = self.value.to(weight.device)
+        else:
+            flat[where.long()] = self.value.to(weight.device)
 
 
 class LoraState:
@@ -117,10 +157,12 @@ class LoraState:
     @property
     def restore_bytes(self) -> int:
         """Bytes kept to unfuse exactly (the rounding fixes); 0 when nothing is fused."""
-        return sum(
-            f.index.numel() * f.index.element_size() + f.value.numel() * f.value.element_size()
-            for f in self._fixes.values()
-        )
+        return sum(f.nbytes for f in self._fixes.values())
+
+    @property
+    def fused_weight_bytes(self) -> int:
+        """Bytes of the base weights the fused stack changed (what a snapshot would keep)."""
+        return sum(f.weight_bytes for f in self._fixes.values())
 
     def wrappers_in_forward(self) -> int:
         """How many peft wrapper layers the pipeline's models run now (tests, benches)."""
@@ -202,10 +244,7 @@ class LoraState:
                 fused = (weight.float() + delta.view_as(weight)).to(weight.dtype)
                 back = (fused.float() - delta.view_as(weight)).to(weight.dtype)
                 lost = (back != weight) | (back.isnan() != weight.isnan())
-                index = lost.flatten().nonzero().flatten()
-                self._fixes[id(w.layer)] = _Fix(
-                    index.to("cpu", torch.int32), weight.flatten()[index].to("cpu")
-                )
+                self._fixes[id(w.layer)] = _Fix.of(lost, weight)
                 weight.copy_(fused)
 
     def _unfuse(self) -> None:
@@ -219,8 +258,6 @@ class LoraState:
                 assert delta is not None  # the same adapters are still active
                 weight = w.base.weight
                 weight.copy_((weight.float() - delta.view_as(weight)).to(weight.dtype))
-                if fix.index.numel():
-                    flat = weight.view(-1)
-                    flat[fix.index.to(weight.device, torch.long)] = fix.value.to(weight.device)
+                fix.apply(weight)
         self._fixes.clear()
         self.fused = False
