@@ -1,6 +1,6 @@
 """Presets are data: a base checkpoint, a LoRA, prompt templates and sampler defaults.
 
-Two are built in (the hosted models users know). A TOML file (``--presets`` or
+Three are built in (the hosted models users know, and a 4-step one). A TOML file (``--presets`` or
 ``$STICKER_MAKER_PRESETS``) overrides keys of a built-in preset or adds new ones::
 
     [presets.sticker-maker]
@@ -19,6 +19,23 @@ Two are built in (the hosted models users know). A TOML file (``--presets`` or
     vae = "madebyollin/sdxl-vae-fp16-fix"     # optional: a VAE that is safe in float16
     upscaler = "/models/4x-AnimeSharp.pth"     # upscale=true: ESRGAN-family model ...
     refiner = "/models/dreamshaper-8"          # ... then a tiled SD1.5 img2img refine
+
+    [presets.my-fast-stickers]                   # a few-step preset: LoRAs stacked
+    base = "stabilityai/stable-diffusion-xl-base-1.0"
+    lora = "/models/my-sticker-lora.safetensors" # weighted by the job's lora_scale
+    loras = [                                    # more LoRAs, each at its own fixed weight
+      { lora = "ByteDance/SDXL-Lightning/sdxl_lightning_4step_lora.safetensors", scale = 1.0 },
+    ]
+    scheduler = "Euler"
+    scheduler_options = { timestep_spacing = "trailing" }  # also: eta, use_karras_sigmas, ...
+    guidance_scale = 0                           # ≤ 1: no unconditional pass (half the UNet work)
+    steps = 4
+
+``lora`` (+ ``lora_weight_name``, ``lora_scale``) is the preset's main LoRA: a job's
+``lora_scale`` sets its weight. Each ``loras`` entry is ``{ lora, weight_name, scale }``
+(``weight_name`` as ``lora_weight_name``; ``scale`` default 1.0) and keeps its weight
+whatever the job asks. All of them are loaded as named diffusers adapters and mixed with
+``set_adapters(names, adapter_weights)`` (fused into the weights on a GPU).
 """
 
 from __future__ import annotations
@@ -33,6 +50,30 @@ from sticker_maker.schedulers import SCHEDULER_NAMES
 
 SDXL_BASE = "stabilityai/stable-diffusion-xl-base-1.0"
 
+#: Sampler options a preset may set (``scheduler_options``): name → (type, check, help).
+#: They are passed to the diffusers scheduler's ``from_config`` (``eta`` to its ``step``)
+#: when its class takes them, for whichever sampler a job picks.
+SCHEDULER_OPTIONS: dict[str, tuple[type, Any, str]] = {
+    "timestep_spacing": (
+        str,
+        lambda v: v in ("leading", "linspace", "trailing"),
+        "leading, linspace or trailing",
+    ),
+    "eta": (float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]"),
+    "use_karras_sigmas": (bool, lambda v: True, "true or false"),
+    "rescale_betas_zero_snr": (bool, lambda v: True, "true or false"),
+    "steps_offset": (int, lambda v: 0 <= v <= 10, "an integer in [0, 10]"),
+}
+
+
+@dataclass(frozen=True)
+class LoraRef:
+    """One LoRA of a preset's stack: a local file or Hub repo (+ file), at a fixed weight."""
+
+    lora: str
+    weight_name: str | None = None
+    scale: float = 1.0
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -44,6 +85,10 @@ class Preset:
     #: file inside a Hub LoRA repo (``lora = "owner/repo"``); ignored for local files
     lora_weight_name: str | None = None
     lora_scale: float = 1.0
+    #: more LoRAs stacked on ``lora``, each at its own fixed weight (few-step LoRAs, ...)
+    loras: tuple[LoraRef, ...] = ()
+    #: sampler options (see :data:`SCHEDULER_OPTIONS`), e.g. {"timestep_spacing": "trailing"}
+    scheduler_options: tuple[tuple[str, Any], ...] = ()
     prompt_template: str = "{prompt}"
     negative_template: str = "{negative_prompt}"
     scheduler: str = "Euler"
@@ -82,6 +127,15 @@ class Preset:
             'refiner = "Lykon/dreamshaper-8") or send upscale=false'
         )
 
+    def lora_stack(self, lora_scale: float) -> list[LoraRef]:
+        """The LoRAs in effect for a job at ``lora_scale``: the main one at that weight, then
+        the stacked ones at theirs (weights 0 left out)."""
+        stack = []
+        if self.lora and lora_scale != 0:
+            stack.append(LoraRef(self.lora, self.lora_weight_name, float(lora_scale)))
+        stack.extend(ref for ref in self.loras if ref.scale != 0)
+        return stack
+
     def render_prompt(self, prompt: str) -> str:
         return _render(self.prompt_template, prompt=prompt)
 
@@ -110,6 +164,26 @@ BUILTIN_PRESETS: tuple[Preset, ...] = (
         guidance_scale=7.0,
         steps=20,
         aliases=("3123", "fofr/sticker-maker"),
+        upscaler="Kim2091/AnimeSharp/4x-AnimeSharp.pth",
+        refiner="Lykon/dreamshaper-8",
+    ),
+    # The sticker LoRA on SDXL-Lightning's 4-step LoRA (ByteDance/SDXL-Lightning, licence
+    # CreativeML Open RAIL++-M like SDXL itself: commercial use allowed under its use
+    # restrictions), sampled as its model card says: Euler, trailing timesteps, no guidance.
+    Preset(
+        name="sticker-maker-fast",
+        base=SDXL_BASE,
+        lora="artificialguybr/StickersRedmond",
+        lora_weight_name="StickersRedmond.safetensors",
+        lora_scale=1.0,
+        loras=(LoraRef("ByteDance/SDXL-Lightning", "sdxl_lightning_4step_lora.safetensors", 1.0),),
+        prompt_template="Sticker, {prompt}, svg, solid color background",
+        negative_template="{negative_prompt}",
+        scheduler="Euler",
+        scheduler_options=(("timestep_spacing", "trailing"),),
+        guidance_scale=0.0,
+        steps=4,
+        aliases=("fast", "fofr/sticker-maker-fast", "sticker-maker-4step"),
         upscaler="Kim2091/AnimeSharp/4x-AnimeSharp.pth",
         refiner="Lykon/dreamshaper-8",
     ),
@@ -198,6 +272,10 @@ def _preset_from_table(name: str, table: Any, existing: Preset | None, path: Pat
     values: dict[str, Any] = dict(table)
     if "aliases" in values:
         values["aliases"] = tuple(str(a) for a in values["aliases"])
+    if "loras" in values:
+        values["loras"] = _lora_refs(values["loras"], where)
+    if "scheduler_options" in values:
+        values["scheduler_options"] = _scheduler_options(values["scheduler_options"], where)
     if existing is None:
         if "base" not in values:
             raise InvalidInput(f"{where} needs a 'base' (Hub id or local folder)", "presets")
@@ -215,6 +293,59 @@ def _preset_from_table(name: str, table: Any, existing: Preset | None, path: Pat
             "presets",
         )
     return preset
+
+
+_LORA_KEYS = ("lora", "weight_name", "scale")
+
+
+def _lora_refs(raw: Any, where: str) -> tuple[LoraRef, ...]:
+    """``loras = [{ lora = "...", weight_name = "...", scale = 1.0 }, ...]``, checked."""
+    if not isinstance(raw, list):
+        raise InvalidInput(f"{where} loras must be a list of tables {{ lora = ... }}", "presets")
+    refs = []
+    for n, entry in enumerate(raw):
+        at = f"{where} loras[{n}]"
+        if not isinstance(entry, dict) or not isinstance(entry.get("lora"), str):
+            raise InvalidInput(f'{at} must be a table with lora = "path or owner/repo"', "presets")
+        unknown = sorted(set(entry) - set(_LORA_KEYS))
+        if unknown:
+            raise InvalidInput(
+                f"{at} has unknown key(s) {', '.join(unknown)}; allowed: {', '.join(_LORA_KEYS)}",
+                "presets",
+            )
+        scale = entry.get("scale", 1.0)
+        if isinstance(scale, bool) or not isinstance(scale, int | float) or not -4 <= scale <= 4:
+            raise InvalidInput(f"{at} scale {scale!r} must be a number in [-4, 4]", "presets")
+        name = entry.get("weight_name")
+        if name is not None and not isinstance(name, str):
+            raise InvalidInput(f"{at} weight_name must be a file name", "presets")
+        refs.append(LoraRef(entry["lora"], name, float(scale)))
+    return tuple(refs)
+
+
+def _scheduler_options(raw: Any, where: str) -> tuple[tuple[str, Any], ...]:
+    """``scheduler_options = { timestep_spacing = "trailing", eta = 0.0 }``, checked."""
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{where} scheduler_options must be a table", "presets")
+    options = []
+    for key, value in sorted(raw.items()):
+        if key not in SCHEDULER_OPTIONS:
+            raise InvalidInput(
+                f"{where} scheduler_options has unknown key {key!r}; allowed: "
+                + ", ".join(SCHEDULER_OPTIONS),
+                "presets",
+            )
+        kind, ok, wanted = SCHEDULER_OPTIONS[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            raise InvalidInput(f"{where} scheduler_options.{key} must be {wanted}", "presets")
+        if not ok(value):
+            raise InvalidInput(
+                f"{where} scheduler_options.{key} {value!r} must be {wanted}", "presets"
+            )
+        options.append((key, value))
+    return tuple(options)
 
 
 def _check_upscale_keys(preset: Preset, where: str) -> None:

@@ -77,3 +77,69 @@ def test_bad_presets_file_names_the_problem(tmp_path: Path, text: str, fragment:
 def test_missing_presets_file(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="does not exist"):
         load_presets(tmp_path / "none.toml")
+
+
+def test_builtin_fast_preset_stacks_the_lightning_lora_without_guidance() -> None:
+    registry = load_presets()
+    fast = registry.get("fast")
+    assert registry.get("sticker-maker-fast") is fast
+    assert (fast.scheduler, fast.steps, fast.guidance_scale) == ("Euler", 4, 0.0)
+    assert dict(fast.scheduler_options) == {"timestep_spacing": "trailing"}
+    stack = fast.lora_stack(0.5)
+    assert [(r.lora, r.weight_name, r.scale) for r in stack] == [
+        ("artificialguybr/StickersRedmond", "StickersRedmond.safetensors", 0.5),
+        ("ByteDance/SDXL-Lightning", "sdxl_lightning_4step_lora.safetensors", 1.0),
+    ]
+    # lora_scale 0 drops the sticker LoRA, never the few-step one
+    assert [r.lora for r in fast.lora_stack(0)] == ["ByteDance/SDXL-Lightning"]
+    job = resolve(parse_request({"preset": "sticker-maker-fast", "prompt": "x"}), registry)
+    assert (job.steps, job.guidance_scale, job.scheduler) == (4, 0.0, "Euler")
+
+
+def test_toml_stacks_loras_and_sets_sampler_options(tmp_path: Path) -> None:
+    registry = load_presets(
+        write(
+            tmp_path,
+            """
+[presets.quick]
+base = "owner/model"
+lora = "/models/style.safetensors"
+lora_scale = 0.8
+loras = [
+  { lora = "owner/speed/speed.safetensors", scale = 1.0 },
+  { lora = "owner/detail", weight_name = "d.safetensors", scale = 0.25 },
+]
+scheduler_options = { timestep_spacing = "trailing", eta = 0 }
+guidance_scale = 1
+steps = 4
+""",
+        )
+    )
+    quick = registry.get("quick")
+    assert [(r.lora, r.weight_name, r.scale) for r in quick.lora_stack(0.8)] == [
+        ("/models/style.safetensors", None, 0.8),
+        ("owner/speed/speed.safetensors", None, 1.0),
+        ("owner/detail", "d.safetensors", 0.25),
+    ]
+    assert dict(quick.scheduler_options) == {"eta": 0.0, "timestep_spacing": "trailing"}
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ('loras = "x"', "loras must be a list"),
+        ("loras = [{ scale = 1.0 }]", "loras[0] must be a table with lora"),
+        ('loras = [{ lora = "x", weight = 1.0 }]', "loras[0] has unknown key(s) weight"),
+        ('loras = [{ lora = "x", scale = "big" }]', "loras[0] scale 'big' must be a number"),
+        ('scheduler_options = { spacing = "trailing" }', "unknown key 'spacing'"),
+        ('scheduler_options = { timestep_spacing = "late" }', "leading, linspace or trailing"),
+        ('scheduler_options = { eta = "0" }', "eta must be a number"),
+    ],
+)
+def test_bad_lora_stack_or_sampler_options_name_the_key(
+    tmp_path: Path, text: str, fragment: str
+) -> None:
+    path = write(tmp_path, f'[presets.q]\nbase = "o/m"\n{text}\n')
+    with pytest.raises(InvalidInput) as info:
+        load_presets(path)
+    assert fragment in str(info.value) and "[presets.q]" in str(info.value)

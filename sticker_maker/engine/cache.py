@@ -66,6 +66,20 @@ class ModelCache:
         if dropped:
             free_memory(self.placement)
 
+    def droppable(self, keep: list[tuple[str, str]]) -> bool:
+        """Whether any cached model is not in ``keep``."""
+        return any(k not in keep for k in self._entries)
+
+    def drop_all_but(self, keep: list[tuple[str, str]]) -> int:
+        """Drop every cached model but those in ``keep`` ((kind, ref) pairs) and free the
+        memory; returns how many were dropped (the engine makes room this way when a job
+        runs out of memory)."""
+        dropped = [k for k in self._entries if k not in keep]
+        for key in dropped:
+            del self._entries[key]
+        free_memory(self.placement)
+        return len(dropped)
+
     def clear(self) -> None:
         self._entries.clear()
         free_memory(self.placement)

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import get_module_execution_device, randn_tensor
 
-from sticker_maker.engine.schedulers import make_scheduler
+from sticker_maker.engine import device as device_mod
+from sticker_maker.engine.schedulers import draw_noise_on_cpu, make_scheduler, step_options
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class LaneSettings:
     steps: int
     guidance_scale: float
     scheduler: str
+    #: the preset's sampler options (``timestep_spacing``, ``eta``, ...)
+    scheduler_options: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(eq=False)
@@ -97,7 +100,10 @@ class DenoiseLoop:
         self.scheduler_config = scheduler_config
         self.settings = settings
         self.device = pipe._execution_device
+        # Guidance ≤ 1 is no guidance: one UNet pass per image, no unconditional half.
         self.cfg = settings.guidance_scale > 1 and pipe.unet.config.time_cond_proj_dim is None
+        #: a torch.compile'd UNet: its inputs' batch dimension is marked dynamic
+        self.compiled = getattr(pipe.unet, "_compiled_call_impl", None) is not None
         self.active: list[Lane] = []
 
     # -- a lane joins ----------------------------------------------------------------
@@ -137,7 +143,10 @@ class DenoiseLoop:
             mine = slice(at, at + lane.size)
             at += lane.size
             # 4. The lane's own sampler (the SDE one seeded per image) and timesteps.
-            scheduler = make_scheduler(s.scheduler, self.scheduler_config, seeds=list(lane.seeds))
+            options = dict(s.scheduler_options)
+            scheduler = make_scheduler(
+                s.scheduler, self.scheduler_config, seeds=list(lane.seeds), options=options
+            )
             scheduler.set_timesteps(s.steps, device=self.device)
             if hasattr(scheduler, "set_begin_index"):
                 scheduler.set_begin_index(0)
@@ -166,7 +175,8 @@ class DenoiseLoop:
             lane._embeds = lane_embeds.to(self.device)
             lane._text_embeds = lane_pooled.to(self.device)
             lane._time_ids = lane_ids.to(self.device)
-            lane._step_kwargs = _step_kwargs(scheduler, generators)
+            draw_noise_on_cpu(scheduler, lane._latents)  # the SDE sampler's noise
+            lane._step_kwargs = _step_kwargs(scheduler, generators, options)
             lane.index = 0
         _bill(lanes, time.perf_counter() - started)
         self.active.extend(lanes)
@@ -192,15 +202,26 @@ class DenoiseLoop:
             embeds.append(lane._embeds)
             text_embeds.append(lane._text_embeds)
             time_ids.append(lane._time_ids)
-        # 8.2 One UNet call for all of them, each sample at its own timestep.
+        # 8.2 One UNet call for all of them, each sample at its own timestep. Timesteps
+        # always go in as float32 (Euler's are float, DPM++/UniPC's int64: the UNet's
+        # embedding takes .float() of them either way), so a compiled UNet sees one dtype.
+        sample = torch.cat(inputs)
+        batch = {
+            "encoder_hidden_states": torch.cat(embeds),
+            "text_embeds": torch.cat(text_embeds),
+            "time_ids": torch.cat(time_ids),
+        }
+        t_in = torch.cat(timesteps).to(self.device, torch.float32)
+        if self.compiled and sample.shape[0] > 1:
+            # One graph for every batch size ≥ 2 (jobs joining and leaving); batch 1
+            # specialises once. Both are warmed up at load (see models.warm_up).
+            for tensor in (sample, t_in, *batch.values()):
+                torch._dynamo.mark_dynamic(tensor, 0, min=2)
         noise = self.pipe.unet(
-            torch.cat(inputs),
-            torch.cat(timesteps).to(self.device),
-            encoder_hidden_states=torch.cat(embeds),
-            added_cond_kwargs={
-                "text_embeds": torch.cat(text_embeds),
-                "time_ids": torch.cat(time_ids),
-            },
+            sample,
+            t_in,
+            encoder_hidden_states=batch["encoder_hidden_states"],
+            added_cond_kwargs={"text_embeds": batch["text_embeds"], "time_ids": batch["time_ids"]},
             return_dict=False,
         )[0]
         # 8.3 Guidance and the sampler step, lane by lane.
@@ -240,30 +261,21 @@ class DenoiseLoop:
     # -- a finished lane -------------------------------------------------------------
 
     def decode(self, lanes: Sequence[Lane]) -> list[list[np.ndarray]]:
-        """The lanes' images (in one VAE call) as float arrays in [0, 1], HxWx3, lane by
-        lane: the pipeline's step 9."""
+        """The lanes' images as float arrays in [0, 1], HxWx3, lane by lane: the
+        pipeline's step 9, in slices of at most :func:`decode_slice` images (a float32
+        SDXL decode takes ~3.8 GiB per 1024² image), each image finite (see
+        :func:`decode_latents`)."""
         if not lanes:
             return []
         started = time.perf_counter()
         pipe = self.pipe
-        vae = pipe.vae
         latents = torch.cat([lane._latents for lane in lanes])
-        # fp16 SDXL VAEs overflow unless upcast (force_upcast in their config)
-        upcast = vae.dtype == torch.float16 and vae.config.force_upcast
-        if upcast:
-            vae.to(dtype=torch.float32)
-            latents = latents.to(next(iter(vae.post_quant_conv.parameters())).dtype)
-        mean = getattr(vae.config, "latents_mean", None)
-        std = getattr(vae.config, "latents_std", None)
-        if mean is not None and std is not None:
-            mean_t = torch.tensor(mean).view(1, 4, 1, 1).to(latents.device, latents.dtype)
-            std_t = torch.tensor(std).view(1, 4, 1, 1).to(latents.device, latents.dtype)
-            latents = latents * std_t / vae.config.scaling_factor + mean_t
-        else:
-            latents = latents / vae.config.scaling_factor
-        image = vae.decode(latents.to(get_module_execution_device(vae)), return_dict=False)[0]
-        if upcast:
-            vae.to(dtype=torch.float16)
+        per_call = decode_slice(pipe.vae, latents.shape)
+        images = [
+            decode_latents(pipe.vae, latents[at : at + per_call])
+            for at in range(0, latents.shape[0], per_call)
+        ]
+        image = torch.cat(images)
         if getattr(pipe, "watermark", None) is not None:
             image = pipe.watermark.apply_watermark(image)
         arrays = list(pipe.image_processor.postprocess(image, output_type="np"))
@@ -277,6 +289,64 @@ class DenoiseLoop:
         return out
 
 
+#: bytes one 1024² image takes in a float32 SDXL VAE decode (measured on the CPU: +3.8 GiB)
+DECODE_BYTES_1024 = 3.8 * 1024**3
+#: most images in one VAE call, whatever memory is free
+DECODE_MAX = 8
+
+
+def decode_slice(vae: Any, shape: Sequence[int]) -> int:
+    """How many images of latent ``shape`` (N, C, h, w) to decode in one VAE call: what
+    fits in 80 % of the memory free on the VAE's device (in float32, the worst case of an
+    upcast), at least 1 and at most :data:`DECODE_MAX`."""
+    pixels = shape[2] * shape[3] * 64  # the latents are 1/8 of each side
+    per_image = DECODE_BYTES_1024 * pixels / 1024**2
+    free = device_mod.free_bytes(get_module_execution_device(vae))
+    if free is None:
+        return DECODE_MAX
+    return max(1, min(DECODE_MAX, int(0.8 * free // per_image)))
+
+
+def decode_latents(vae: Any, latents: torch.Tensor) -> torch.Tensor:
+    """Decode SDXL latents with ``vae``; an image that comes out NaN/inf is decoded again
+    in float32.
+
+    A float16 VAE whose config asks (``force_upcast``, the original SDXL VAE) decodes in
+    float32; otherwise it decodes in its dtype, and images that overflow there (NaN or
+    inf: a black square once stored) are decoded again in float32. The VAE is back in
+    its dtype afterwards, whatever happened (an out-of-memory error included).
+    """
+    dtype = vae.dtype
+    upcast = dtype == torch.float16 and vae.config.force_upcast
+    image = _decode(vae, latents, torch.float32 if upcast else dtype)
+    bad = ~torch.isfinite(image.flatten(1)).all(dim=1)
+    if bad.any() and not upcast and dtype != torch.float32:
+        image = image.float()
+        image[bad] = _decode(vae, latents[bad], torch.float32).float()
+    return image
+
+
+def _decode(vae: Any, latents: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    original = vae.dtype
+    if dtype != original:
+        vae.to(dtype=dtype)
+    try:
+        latents = latents.to(next(iter(vae.post_quant_conv.parameters())).dtype)
+        mean = getattr(vae.config, "latents_mean", None)
+        std = getattr(vae.config, "latents_std", None)
+        if mean is not None and std is not None:
+            mean_t = torch.tensor(mean).view(1, 4, 1, 1).to(latents.device, latents.dtype)
+            std_t = torch.tensor(std).view(1, 4, 1, 1).to(latents.device, latents.dtype)
+            latents = latents * std_t / vae.config.scaling_factor + mean_t
+        else:
+            latents = latents / vae.config.scaling_factor
+        device = get_module_execution_device(vae)
+        return vae.decode(latents.to(device), return_dict=False)[0]
+    finally:
+        if dtype != original:
+            vae.to(dtype=original)
+
+
 def _bill(lanes: Sequence[Lane], seconds: float) -> None:
     """Split work done for several lanes at once between them, by image count."""
     images = sum(lane.size for lane in lanes)
@@ -284,13 +354,13 @@ def _bill(lanes: Sequence[Lane], seconds: float) -> None:
         lane.billed += seconds * lane.size / images
 
 
-def _step_kwargs(scheduler: Any, generators: list[torch.Generator]) -> dict[str, Any]:
-    """What the sampler's ``step()`` takes of eta (0, DDIM's) and the generators (the
-    pipeline's ``prepare_extra_step_kwargs``, for this lane's own sampler)."""
+def _step_kwargs(
+    scheduler: Any, generators: list[torch.Generator], options: dict[str, Any]
+) -> dict[str, Any]:
+    """What the sampler's ``step()`` takes of eta (the preset's, else 0) and the generators
+    (the pipeline's ``prepare_extra_step_kwargs``, for this lane's own sampler)."""
     accepted = inspect.signature(scheduler.step).parameters
-    kwargs: dict[str, Any] = {}
-    if "eta" in accepted:
-        kwargs["eta"] = 0.0
+    kwargs = step_options(scheduler, options)
     if "generator" in accepted:
         kwargs["generator"] = generators
     return kwargs

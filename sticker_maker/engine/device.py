@@ -83,3 +83,23 @@ def memory_note(placement: Placement) -> str:
         return ""
     gib = 1024**3
     return f" ({free / gib:.1f} GiB free of {total / gib:.1f} GiB on {placement.device})"
+
+
+def free_bytes(device: torch.device) -> int | None:
+    """Memory a new allocation on ``device`` can use: on CUDA the driver's free memory
+    plus what torch's allocator holds unused; on the CPU the kernel's MemAvailable (None
+    where it cannot be read)."""
+    if device.type == "cuda":
+        try:
+            free, _total = torch.cuda.mem_get_info(device)
+        except Exception:  # pragma: no cover - no driver
+            return None
+        return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None

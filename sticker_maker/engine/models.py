@@ -96,12 +96,15 @@ class Models:
             if self.placement.is_cuda:
                 pipe.unet.to(memory_format=torch.channels_last)
             pipe.unet.compile()  # in place: pipe.unet stays a UNet2DConditionModel
-        return LoadedBase(
+        loaded = LoadedBase(
             pipe=pipe,
             scheduler_config=pipe.scheduler.config,
             lora=LoraState(pipe, fuse=self._fuse()),
             original_vae=pipe.vae,
         )
+        if self.placement.compile:
+            warm_up(loaded, preset)
+        return loaded
 
     def base(self, preset: Preset) -> LoadedBase:
         return self.cache.get("base", preset.base, lambda: self._load_base(preset))
@@ -129,19 +132,20 @@ class Models:
                 place(pipe, "base model", preset.base, self.placement)  # re-hook offload
 
     def _activate_lora(self, loaded: LoadedBase, preset: Preset, scale: float) -> None:
+        """The preset's LoRA stack at the job's ``lora_scale`` (each file loaded once)."""
         state = loaded.lora
-        adapter = None
-        if preset.lora and scale != 0:
-            source = lora_source(preset.lora, preset.lora_weight_name)
+        stack = []
+        for ref in preset.lora_stack(scale):
+            source = lora_source(ref.lora, ref.weight_name)
             if source.key not in state.adapters:
                 with self._weight_work("lora"):
                     state.ensure_loaded(source, preset.name)
-            adapter = state.adapters[source.key]
+            stack.append((state.adapters[source.key], ref.scale))
         if state.fuse:
             with self._weight_work():  # fusing and unfusing are weight work too
-                state.activate(adapter, scale)
+                state.activate(stack)
         else:
-            state.activate(adapter, scale)
+            state.activate(stack)
 
     def refiner(self, preset: Preset) -> LoadedRefiner:
         ref = preset.refiner or ""
@@ -158,3 +162,33 @@ class Models:
         return self.cache.get(
             "upscaler", ref, lambda: load_upscaler(ref, preset.name, self.placement)
         )
+
+
+def warm_up(loaded: LoadedBase, preset: Preset) -> None:
+    """Compile the UNet's graphs now (at load, weight work) rather than in a user's job.
+
+    Denoising compiles at most two graphs per size: batch 1 and any batch ≥ 2 (its batch
+    dimension is marked dynamic, timesteps are always float32, LoRAs fused or not in the
+    tree never change it: see :mod:`~sticker_maker.engine.denoise` and
+    :mod:`~sticker_maker.engine.lora`). A lane of one image alone, then joined by a lane
+    of two, takes both, at the preset's size (without guidance, so that one image is a
+    batch of 1; with guidance every batch is ≥ 2 anyway).
+    """
+    from sticker_maker.engine.denoise import DenoiseLoop, Lane, LaneSettings
+
+    settings = LaneSettings(
+        preset.width,
+        preset.height,
+        2,
+        0.0,
+        preset.scheduler,
+        preset.scheduler_options,
+    )
+    loaded.lora.activate(None)
+    loop = DenoiseLoop(loaded.pipe, loaded.scheduler_config, settings)
+    with torch.inference_mode():
+        loop.add([Lane(prompts=["sticker"], negatives=[""], seeds=[0])])
+        loop.step()
+        loop.add([Lane(prompts=["sticker"] * 2, negatives=[""] * 2, seeds=[1, 2])])
+        while loop.active:
+            loop.step()

@@ -9,10 +9,9 @@ them; jobs join and leave between steps), in numbered steps; ``generate`` is one
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +23,8 @@ from sticker_maker.engine import device as device_mod
 from sticker_maker.engine import upscale as upscale_mod
 from sticker_maker.engine.cache import ModelCache
 from sticker_maker.engine.denoise import DenoiseLoop, Lane, LaneSettings
+from sticker_maker.engine.memory import explain_out_of_memory as _explain_out_of_memory
+from sticker_maker.engine.memory import retry_out_of_memory
 from sticker_maker.engine.models import Models
 from sticker_maker.engine.options import EngineOptions
 from sticker_maker.errors import InvalidInput, JobCanceled, ModelUnavailable
@@ -110,6 +111,8 @@ class Engine:
         self.options = options or EngineOptions.from_env()
         self.placement = device_mod.choose(self.options)
         self.models = Models(cache_size, self.placement)
+        #: cached models dropped to make room after an out-of-memory error
+        self.evicted_for_memory = 0
         self._lock = threading.Lock()
 
     @property
@@ -241,14 +244,19 @@ class Engine:
         first = group[0].job
         preset = self.presets.get(first.preset)
         try:
-            with _explain_out_of_memory(first, self.placement):
+            with _explain_out_of_memory(first, self.placement, preset=preset):
                 loaded = self.models.prepare(preset, first.lora_scale)
         except Exception as exc:
             for request in group:
                 request.on_done(JobResult(error=exc))
             return
         settings = LaneSettings(
-            first.width, first.height, first.steps, first.guidance_scale, first.scheduler
+            first.width,
+            first.height,
+            first.steps,
+            first.guidance_scale,
+            first.scheduler,
+            preset.scheduler_options,
         )
         loop = DenoiseLoop(loaded.pipe, loaded.scheduler_config, settings)
         # Upscaling jobs refine one by one after denoising: a joiner would wait for that.
@@ -263,8 +271,8 @@ class Engine:
                 # 3. One step of every lane, in one UNet call.
                 images = sum(lane.size for lane in loop.active)
                 try:
-                    with _explain_out_of_memory(first, self.placement, images):
-                        finished, cancelled = loop.step()
+                    with _explain_out_of_memory(first, self.placement, images, preset):
+                        finished, cancelled = self._retry(loop.step, preset)
                 except Exception as exc:  # a shared call failed: every lane in it fails
                     for lane in list(loop.active):
                         loop.drop(lane)
@@ -319,8 +327,8 @@ class Engine:
         for lane in lanes:
             lane.billed = setup * lane.size / images
         try:
-            with _explain_out_of_memory(requests[0].job, self.placement, images):
-                loop.add(lanes)
+            with _explain_out_of_memory(requests[0].job, self.placement, images, preset):
+                self._retry(lambda: loop.add(lanes), preset)
         except Exception as exc:
             for lane in lanes:
                 lane.tag.done(self, JobResult(error=exc, share=lane.billed))
@@ -330,8 +338,8 @@ class Engine:
         if not lanes:
             return
         try:
-            with _explain_out_of_memory(lanes[0].tag.request.job, self.placement):
-                decoded = loop.decode(lanes)
+            with _explain_out_of_memory(lanes[0].tag.request.job, self.placement, preset=preset):
+                decoded = self._retry(lambda: loop.decode(lanes), preset)
         except Exception as exc:
             for lane in lanes:
                 lane.tag.done(self, JobResult(error=exc, share=lane.billed))
@@ -344,7 +352,7 @@ class Engine:
                 images = [self._to_image(array, preset) for array in arrays]
                 if flight.plan is not None:
                     loading, began = self.load_seconds, time.perf_counter()
-                    with _explain_out_of_memory(job, self.placement):
+                    with _explain_out_of_memory(job, self.placement, preset=preset):
                         images = [
                             self._upscale(
                                 preset,
@@ -365,6 +373,13 @@ class Engine:
                 GeneratedImage(image, seed) for image, seed in zip(images, lane.seeds, strict=True)
             ]
             flight.done(self, JobResult(images=generated, share=share, batched=lane.most))
+
+    def _retry(self, call: Callable[[], Any], preset: Preset) -> Any:
+        """``call()``; if it runs out of memory, drop the cached models this job does not
+        use (other bases, refiners, upscalers) and try once more."""
+        result, dropped = retry_out_of_memory(call, self.cache, [("base", preset.base)])
+        self.evicted_for_memory += dropped
+        return result
 
     @staticmethod
     def _refine_plan(job: JobInput, preset: Preset) -> upscale_mod.RefinePlan | None:
@@ -389,8 +404,9 @@ class Engine:
     def _to_image(self, array: np.ndarray, preset: Preset) -> Image.Image:
         if not np.isfinite(array).all():
             raise ModelUnavailable(
-                f"preset {preset.name!r} produced NaN pixels in {self.placement.dtype} (a "
-                'black image). Set vae = "madebyollin/sdxl-vae-fp16-fix" for the preset, or '
+                f"preset {preset.name!r} produced NaN pixels in {self.placement.dtype}, even "
+                "decoded again in float32 (the weights or latents overflowed). Set "
+                'vae = "madebyollin/sdxl-vae-fp16-fix" for the preset, or '
                 "run in bfloat16 (STICKER_MAKER_DTYPE=bfloat16) or float32."
             )
         return Image.fromarray((np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
@@ -443,24 +459,3 @@ class _InFlight:
         if result.batched <= 1 and result.error is None:
             result.share = result.seconds  # it shared no step: all of its time is its own
         self.request.on_done(result)
-
-
-@contextlib.contextmanager
-def _explain_out_of_memory(
-    job: JobInput, placement: device_mod.Placement, images: int | None = None
-) -> Iterator[None]:
-    """Turn an out-of-memory error while generating into an actionable message."""
-    try:
-        yield
-    except Exception as exc:
-        if not device_mod.is_out_of_memory(exc):
-            raise
-        device_mod.free_memory(placement)
-        size = f"{job.width}x{job.height}" + (" upscaled 2x" if job.upscale else "")
-        raise ModelUnavailable(
-            f"out of memory while generating {images or job.samples} image(s) at {size}"
-            f"{device_mod.memory_note(placement)}. Ask for fewer samples or a smaller size, "
-            "or free memory: serve --offload model (STICKER_MAKER_OFFLOAD=model) or "
-            "--pipeline-cache 1"
-            + (" or a smaller --max-batch." if images and images > job.samples else ".")
-        ) from exc

@@ -24,7 +24,7 @@ from PIL import Image
 
 from sticker_maker.engine import tiles
 from sticker_maker.engine.schedulers import make_scheduler
-from sticker_maker.errors import JobCanceled
+from sticker_maker.errors import JobCanceled, ModelUnavailable
 
 REFINE_PROMPT = "svg sticker"
 REFINE_NEGATIVE = "nsfw"
@@ -69,6 +69,25 @@ def _to_image(array: np.ndarray) -> Image.Image:
     return Image.fromarray((np.clip(array, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
 
 
+def _upscale_tile(model: Any, tile: torch.Tensor) -> torch.Tensor:
+    """One tile through the upscaler; a tile that comes out NaN/inf in half precision
+    (a black tile once clamped) is run again in float32. Raises if it still is not finite."""
+    out = model(tile).float()
+    if not torch.isfinite(out).all() and tile.dtype != torch.float32:
+        original = tile.dtype
+        model.to(dtype=torch.float32)
+        try:
+            out = model(tile.float()).float()
+        finally:
+            model.to(dtype=original)
+    if not torch.isfinite(out).all():
+        raise ModelUnavailable(
+            "the upscaler produced NaN pixels even in float32; check the preset's upscaler "
+            "model file"
+        )
+    return out.clamp_(0, 1)
+
+
 def esrgan_2x(
     model: Any,
     image: Image.Image,
@@ -90,7 +109,7 @@ def esrgan_2x(
             crop = image.crop(
                 (window.x, window.y, window.x + window.width, window.y + window.height)
             )
-            out = model(_to_tensor(crop, device, dtype)).float().clamp_(0, 1)
+            out = _upscale_tile(model, _to_tensor(crop, device, dtype))
             blender.add(window, out[0].permute(1, 2, 0).cpu().numpy(), scale)
     upscaled = _to_image(blender.result())
     target = (width * 2, height * 2)
@@ -141,6 +160,12 @@ def refine(
                 generator=generators,
                 output_type="np",
                 callback_on_step_end=on_step_end,
+            )
+        if not np.isfinite(result.images).all():
+            raise ModelUnavailable(
+                "the refiner produced NaN pixels (its float16 VAE or UNet overflowed): run "
+                "in bfloat16 (STICKER_MAKER_DTYPE=bfloat16) or float32, or choose another "
+                "refiner for the preset"
             )
         for window, pixels in zip(batch, result.images, strict=True):
             blender.add(window, pixels)
