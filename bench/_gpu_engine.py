@@ -342,7 +342,7 @@ def compile_rows(setup: Setup, budget: Callable[[], float]) -> list[Row]:
             ),
             (
                 "no guidance (batch 1)",
-                lambda: eng.generate(job(eng, setup, preset="fullsize-fast", steps=2)),
+                lambda: eng.generate(job(eng, setup, preset="sticker-maker-fast", steps=2)),
             ),
         ]
         done = []

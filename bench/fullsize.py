@@ -47,33 +47,35 @@ STICKER_TEMPLATES = {
 }
 
 
-def write_presets(path: Path, base: str, lora: str, lora_b: str | None = None) -> Path:
-    """The built-in ``sticker-maker`` recipe on the given weights, the same without a LoRA
-    (``fullsize-nolora``), a 4-step, guidance-free Euler preset (``fullsize-fast``) and,
-    given ``lora_b``, the recipe with that other LoRA (``fullsize-lora-b``)."""
+def write_presets(path: Path, base: str, lora: str, lora_b: str) -> Path:
+    """Presets on the given weights: the built-in ``sticker-maker`` recipe, the same without
+    a LoRA (``fullsize-nolora``) and with the other LoRA (``fullsize-lora-b``), and the
+    built-in ``sticker-maker-fast`` (4 steps, Euler trailing, no guidance) with ``lora_b``
+    standing in for SDXL-Lightning's 4-step LoRA (stacked, fused like it)."""
     templates = "".join(f'{k} = "{v}"\n' for k, v in STICKER_TEMPLATES.items())
-    other = (
-        f'\n[presets.fullsize-lora-b]\nbase = "{base}"\nlora = "{lora_b}"\n{templates}'
-        'scheduler = "DPM++ 2M SDE Karras"\n'
-        if lora_b
-        else ""
-    )
     path.write_text(
         f'[presets.sticker-maker]\nbase = "{base}"\nlora = "{lora}"\n\n'
         f'[presets.fullsize-nolora]\nbase = "{base}"\n{templates}'
         'scheduler = "DPM++ 2M SDE Karras"\n\n'
-        f'[presets.fullsize-fast]\nbase = "{base}"\nlora = "{lora}"\n{templates}'
-        'scheduler = "Euler"\nguidance_scale = 0.0\nsteps = 4\n' + other
+        f'[presets.fullsize-lora-b]\nbase = "{base}"\nlora = "{lora_b}"\n{templates}'
+        'scheduler = "DPM++ 2M SDE Karras"\n\n'
+        f'[presets.sticker-maker-fast]\nbase = "{base}"\nlora = "{lora}"\n'
+        f'loras = [{{ lora = "{lora_b}", scale = 1.0 }}]\n'
     )
     return path
 
 
 def prepare(config: Path = _sdxl.CONFIG, rank: int = 64) -> dict[str, Any]:
-    """Build (or reuse) the weights and write the presets file beside them."""
+    """Build (or reuse) the weights, a second LoRA, and the presets file beside them."""
     built = _sdxl.ensure_built(config, rank=rank)
     root = Path(built["base"]).parent
-    built["presets"] = str(write_presets(root / "presets.toml", built["base"], built["lora"]))
-    return built
+    lora_b = root / "sticker-lora-b-kohya.safetensors"
+    if not lora_b.exists():
+        partial = lora_b.with_suffix(".partial")
+        _sdxl.build_kohya_lora(_sdxl.load_config(config), partial, rank=rank, seed=2)
+        partial.rename(lora_b)
+    presets = write_presets(root / "presets.toml", built["base"], built["lora"], str(lora_b))
+    return {**built, "presets": str(presets), "lora_b": str(lora_b)}
 
 
 class Timings:
@@ -170,7 +172,7 @@ def run(
     job = resolve(
         parse_request(
             {"preset": preset, "prompt": "a cute cat", "seed": 1, "width": size, "height": size}
-            | ({"steps": steps} if preset != "fullsize-fast" else {})
+            | ({"steps": steps} if preset != "sticker-maker-fast" else {})
         ),
         engine.presets,
     )
@@ -257,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=None, help="default: 1 on CUDA, 0 on CPU")
     parser.add_argument("--rank", type=int, default=64, help="LoRA rank")
     parser.add_argument(
-        "--preset", default="sticker-maker", help="sticker-maker, fullsize-nolora, fullsize-fast"
+        "--preset",
+        default="sticker-maker",
+        help="sticker-maker, fullsize-nolora, sticker-maker-fast",
     )
     parser.add_argument("--config", type=Path, default=_sdxl.CONFIG, help="model configuration")
     parser.add_argument("--json", action="store_true", help="last line: the result as JSON")

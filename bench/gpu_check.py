@@ -367,10 +367,10 @@ def service_rows(profile: Profile, presets: Path, table: Table, compile_on: bool
                 target = 2.0 if count == 8 else None
                 measure(name, lambda n=name, c=count, t=target: concurrent(n, c, None, t))
             if not compile_on:
-                fast = "4-step preset (Euler, no guidance), batch 1"
-                measure(fast, lambda: batch_one(fast, "fullsize-fast", 0.35, 0.0))
-                name = f"4-step preset, {top} concurrent"
-                measure(name, lambda: concurrent(name, top, "fullsize-fast", 8.0))
+                fast = "4-step preset sticker-maker-fast, batch 1"
+                measure(fast, lambda: batch_one(fast, "sticker-maker-fast", 0.35, 0.0))
+                name = f"4-step preset sticker-maker-fast, {top} concurrent"
+                measure(name, lambda: concurrent(name, top, "sticker-maker-fast", 8.0))
         finally:
             service.close()
     return rows
@@ -380,17 +380,8 @@ def service_rows(profile: Profile, presets: Path, table: Table, compile_on: bool
 
 
 def prepare(profile: Profile) -> dict[str, Any]:
-    """Weights (built once; cached), a second LoRA for the switch cycles, the presets."""
-    built = _sdxl.ensure_built(profile.config, rank=profile.rank)
-    root = Path(built["base"]).parent
-    lora_b = root / "sticker-lora-b-kohya.safetensors"
-    if not lora_b.exists():
-        config = _sdxl.load_config(profile.config)
-        _sdxl.build_kohya_lora(config, lora_b, rank=profile.rank, seed=2)
-    presets = fullsize.write_presets(
-        root / "gpu-check-presets.toml", built["base"], built["lora"], str(lora_b)
-    )
-    return {**built, "presets": str(presets)}
+    """Weights (built once; cached), a second LoRA, the presets (``fullsize.prepare``)."""
+    return fullsize.prepare(profile.config, profile.rank)
 
 
 def run_checks(profile: Profile, table: Table, only: set[str]) -> dict[str, Any]:

@@ -84,20 +84,18 @@ def test_built_folder_loads_with_lora_through_the_engine(tiny_built: dict, tmp_p
     assert any(k.startswith("lora_te1_text_model_encoder_layers_0_mlp_fc1.") for k in keys)
     assert any(k.startswith("lora_te2_") and k.endswith(".alpha") for k in keys)
 
-    built = {
-        **tiny_built,
-        "presets": str(
-            fullsize.write_presets(
-                tmp_path / "presets.toml", tiny_built["base"], tiny_built["lora"]
-            )
-        ),
-    }
+    lora = tiny_built["lora"]
+    presets = fullsize.write_presets(tmp_path / "presets.toml", tiny_built["base"], lora, lora)
+    built = {**tiny_built, "presets": str(presets)}
     result = fullsize.run(built, device="cpu", size=64, steps=2)
     assert result["unet_params"] == json.loads(TINY.read_text())["expected_params"]["unet"]
     assert result["lora_layout"] == "kohya" and result["lora_rank"] == 8
     assert result["unet_calls"] == 2
     assert result["finite_output"] is True
     assert result["sticker_mode"] == "RGBA"
+    # the 4-step preset: the built-in recipe (Euler, trailing, no guidance) on these weights
+    fast = fullsize.run(built, device="cpu", size=64, preset="sticker-maker-fast")
+    assert (fast["steps"], fast["unet_calls"], fast["guidance_scale"]) == (4, 4, 0.0)
     assert result["seconds_per_step"] > 0 and result["peak_rss_gib"] > 0
 
 

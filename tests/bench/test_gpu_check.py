@@ -68,7 +68,7 @@ def test_cpu_dry_run_runs_every_section(tmp_path: Path) -> None:
         "suite on cpu: finishing",
         "64² 2-step sticker, batch 1, compile off",
         "2 concurrent 2-step jobs, compile off",
-        "4-step preset (Euler, no guidance), batch 1",
+        "4-step preset sticker-maker-fast, batch 1",
         "per step: LoRA (unfused) vs none",
         "VAE decode, 1 image",
         "1 job: peak memory steps / decode",
