@@ -89,6 +89,9 @@ class Timings:
         self.cuda = pipe.unet.device.type == "cuda" if cuda is None else cuda
         self.unet: list[float] = []
         self.decode: list[float] = []
+        #: CPU seconds of this process (all threads) per UNet call: the work, whatever the
+        #: machine's load (on a shared CPU the wall time above depends on the neighbours)
+        self.unet_cpu: list[float] = []
         self.finite = True
         self._torch = torch
         self._handles = []
@@ -96,6 +99,7 @@ class Timings:
             self._handles.append(module.register_forward_pre_hook(self._start))
             self._handles.append(module.register_forward_hook(self._stop(into)))
         self._began = 0.0
+        self._cpu_began = 0.0
 
     def _sync(self) -> None:
         if self.cuda:
@@ -104,11 +108,14 @@ class Timings:
     def _start(self, *_args: Any) -> None:
         self._sync()
         self._began = time.perf_counter()
+        self._cpu_began = time.process_time()
 
     def _stop(self, into: list[float]) -> Any:
         def hook(module: Any, _inputs: Any, output: Any) -> None:
             self._sync()
             into.append(time.perf_counter() - self._began)
+            if into is self.unet:
+                self.unet_cpu.append(time.process_time() - self._cpu_began)
             if into is self.decode:
                 sample = output[0] if isinstance(output, tuple) else output
                 self.finite &= bool(self._torch.isfinite(sample).all())
@@ -117,6 +124,7 @@ class Timings:
 
     def reset(self) -> None:
         self.unet.clear()
+        self.unet_cpu.clear()
         self.decode.clear()
         self.finite = True
 
@@ -176,7 +184,7 @@ def run(
         ),
         engine.presets,
     )
-    per_image, step_times, decode_times, cutouts = [], [], [], []
+    per_image, step_times, step_cpu, decode_times, cutouts = [], [], [], [], []
     stickers: list[Any] = []
     for n in range(warmup + repeats):
         timings.reset()
@@ -190,6 +198,7 @@ def run(
         if n >= warmup:
             per_image.append(seconds)
             step_times += timings.unet
+            step_cpu += timings.unet_cpu
             decode_times += timings.decode
             cutouts.append(cutout)
     sticker = Image.open(io.BytesIO(stickers[0].sticker_png))
@@ -216,6 +225,7 @@ def run(
         "steps": job.steps,
         "repeats": repeats,
         "seconds_per_step": statistics.median(step_times),
+        "cpu_seconds_per_step": statistics.median(step_cpu),
         "unet_calls": len(step_times) // max(1, repeats),
         "seconds_per_image": statistics.median(per_image),
         "vae_decode_ms": statistics.median(decode_times) * 1000,
@@ -267,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="last line: the result as JSON")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     built = prepare(args.config, args.rank)
     print(
         f"weights: {built['base']} ({'cached' if built['cached'] else 'built'}"
@@ -288,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         preset=args.preset,
     )
     result["wall_seconds"] = time.perf_counter() - started
+    result["cpu_seconds"] = time.process_time() - cpu_started
     print(summary(result), flush=True)
     if args.json:
         print(json.dumps(result))
