@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -92,6 +93,8 @@ class Table:
     budget: float
     started: float = field(default_factory=time.perf_counter)
     rows: list[Row] = field(default_factory=list)
+    #: where the rows are written after every check (so a killed run leaves what it had)
+    json_path: Path | None = None
 
     def left(self) -> float:
         return self.budget - (time.perf_counter() - self.started)
@@ -101,7 +104,7 @@ class Table:
     ) -> None:
         """Run ``fn`` (its rows go in the table) unless less than ``needs`` s are left;
         an exception becomes an error row."""
-        if self.left() < needs:
+        if self.left() < max(needs, 1.0):
             self.rows.append(
                 Row(section, check, "skipped", f"time budget: {self.left():.0f} s left", None)
             )
@@ -112,12 +115,19 @@ class Table:
         except Exception as exc:
             traceback.print_exc(file=sys.stderr)
             text = (str(exc).strip().splitlines() or [""])[0][:200]
-            self.rows.append(Row(section, check, "error", f"{type(exc).__name__}: {text}", False))
-            return
+            produced = [(check, "error", f"{type(exc).__name__}: {text}", False)]
         spent = time.perf_counter() - began
         for name, value, note, ok in produced:
             self.rows.append(Row(section, name, value, note, ok, spent / len(produced)))
-        print(f"[{time.perf_counter() - self.started:6.1f} s] {section}: {check} done", flush=True)
+            print(
+                f"[{time.perf_counter() - self.started:6.1f} s] {section} {name}: {value}",
+                flush=True,
+            )
+        self.save()
+
+    def save(self) -> None:
+        if self.json_path is not None:
+            self.json_path.write_text(json.dumps([asdict(r) for r in self.rows], indent=2))
 
     def render(self, header: str) -> str:
         marks = {True: "ok", False: "FAIL", None: ""}
@@ -186,7 +196,11 @@ class Suite:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-            return [("suite", "timed out", f"after the time budget; see {self.log}", False)]
+            tail = self.log.read_text(errors="replace").strip().splitlines()[-1:]
+            return [("suite", "timed out", f"budget; last output: {tail}", False)]
+        except BaseException:
+            self.process.kill()
+            raise
         try:
             if not self.report.exists():
                 return [("suite", "error", self.log.read_text()[-300:], False)]
@@ -470,6 +484,14 @@ def header(profile: Profile) -> str:
     )
 
 
+class OutOfTime(Exception):
+    """The time budget ran out in the middle of a check."""
+
+
+def _out_of_time(_signum: int, _frame: Any) -> None:
+    raise OutOfTime("the time budget ran out during this check")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", choices=sorted(PROFILES))
@@ -491,13 +513,18 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(1)
     if args.budget is not None:
         profile = Profile(**{**asdict(profile), "budget": args.budget})
-    table = Table(profile.budget)
-    run_checks(profile, table, set(args.only.split(",")))
+    table = Table(profile.budget, json_path=args.json)
+    # A check that outlives the budget is interrupted (its row says so) and the rest skipped,
+    # so the table is always printed within the budget plus a little.
+    signal.signal(signal.SIGALRM, _out_of_time)
+    signal.alarm(int(profile.budget) + 20)
+    try:
+        run_checks(profile, table, set(args.only.split(",")))
+    finally:
+        signal.alarm(0)
     text = table.render(header(profile))
     print(text, flush=True)
-    rows = [asdict(r) for r in table.rows]
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+    table.save()
     failed = sum(r.ok is False for r in table.rows)
     print(f"{len(table.rows)} rows, {failed} failed, {time.perf_counter() - table.started:.0f} s")
     return 0
