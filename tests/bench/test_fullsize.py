@@ -2,8 +2,8 @@
 
 The builder runs here on a tiny configuration of the same layout (seconds); the real one
 (``bench/configs/sdxl-base-1.0.json``) is checked on the meta device (no memory) and, with
-``STICKER_MAKER_RUN_SLOW=1``, built and run end to end on the CPU (about 10-20 minutes on 2
-cores, ~15 GiB of memory).
+``STICKER_MAKER_RUN_SLOW=1``, built and run end to end on the CPU (about 5 minutes of CPU on
+2 cores, more on a shared machine; peak RSS ~18 GiB).
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ def test_every_lora_layer_is_loaded_by_diffusers(tiny_built: dict) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(
     os.environ.get("STICKER_MAKER_RUN_SLOW") != "1",
-    reason="builds and runs the real-size SDXL (~10-20 min, ~15 GiB): STICKER_MAKER_RUN_SLOW=1",
+    reason="builds and runs the real-size SDXL (minutes, ~18 GiB): STICKER_MAKER_RUN_SLOW=1",
 )
 def test_real_size_sdxl_runs_on_the_cpu() -> None:
     out = subprocess.run(
@@ -133,4 +133,4 @@ def test_real_size_sdxl_runs_on_the_cpu() -> None:
     assert result["lora_layout"] == "kohya" and result["lora_rank"] == 64
     assert result["lora_layers"]["unet"] == 700
     assert result["finite_output"] is True
-    assert result["peak_rss_gib"] < 20
+    assert result["peak_rss_gib"] < 22
