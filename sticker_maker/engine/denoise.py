@@ -216,7 +216,7 @@ class DenoiseLoop:
             # One graph for every batch size ≥ 2 (jobs joining and leaving); batch 1
             # specialises once. Both are warmed up at load (see models.warm_up).
             for tensor in (sample, t_in, *batch.values()):
-                torch._dynamo.mark_dynamic(tensor, 0, min=2)
+                torch._dynamo.maybe_mark_dynamic(tensor, 0)
         noise = self.pipe.unet(
             sample,
             t_in,
