@@ -63,6 +63,10 @@ base = "{tiny_models.sdxl}"
 [presets.other]
 base = "{other}"
 {common}
+[presets.styled]
+base = "{tiny_models.sdxl}"
+lora = "{tiny_models.lora_diffusers}"
+{common}
 [presets.hot]
 base = "{tiny_models.sdxl}"
 vae = "{hot}"
@@ -318,3 +322,93 @@ def test_a_refiner_that_returns_nan_is_an_error_not_black_tiles(
     monkeypatch.setattr(type(refiner), "__call__", nan_images)
     with pytest.raises(ModelUnavailable, match="refiner produced NaN"):
         engine.generate(job(registry, preset="up", upscale=True, upscale_steps=1))
+
+
+def test_compiled_unet_inputs_keep_one_timestep_dtype_and_a_dynamic_batch(
+    registry: PresetRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = Engine(registry, options=EngineOptions(device="cpu"))
+    monkeypatch.setattr(denoise_mod, "is_compiled", lambda _m: True)
+    marked: list[tuple[int, int]] = []
+    monkeypatch.setattr(
+        torch._dynamo, "maybe_mark_dynamic", lambda t, dim: marked.append((t.shape[0], dim))
+    )
+    unet = engine.models.prepare(registry.get("plain"), 1.0).pipe.unet
+    seen: list[tuple[int, torch.dtype]] = []
+    hook = unet.register_forward_pre_hook(
+        lambda _m, args: seen.append((args[0].shape[0], args[1].dtype))
+    )
+    try:
+        for fields in (
+            {"scheduler": "Euler"},  # float timesteps
+            {"scheduler": "DPM++ 2M Karras", "samples": 3},  # int64 timesteps
+            {"scheduler": "UniPC", "guidance_scale": 0},  # batch 1
+        ):
+            engine.generate(job(registry, **fields))
+    finally:
+        hook.remove()
+    assert {dtype for _batch, dtype in seen} == {torch.float32}
+    assert sorted({batch for batch, _dtype in seen}) == [1, 2, 6]
+    # every input of a batch ≥ 2 call has its batch dimension marked dynamic; batch 1 not
+    assert marked and {dim for _b, dim in marked} == {0}
+    assert {b for b, _dim in marked} == {2, 6}
+
+
+@pytest.mark.skipif(
+    __import__("os").environ.get("STICKER_MAKER_RUN_SLOW") != "1",
+    reason="traces the UNet with torch.compile (minutes on a CPU): STICKER_MAKER_RUN_SLOW=1",
+)
+def test_compile_warms_up_at_load_and_never_recompiles_for_batches_samplers_or_loras(
+    registry: PresetRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    graphs: list[int] = []
+
+    def counting(gm: Any, example_inputs: list) -> Any:  # a torch.compile backend
+        graphs.append(len(example_inputs))
+        return gm.forward
+
+    original = torch.nn.Module.compile
+    monkeypatch.setattr(
+        torch.nn.Module, "compile", lambda self, **kw: original(self, backend=counting)
+    )
+    engine = Engine(registry, options=EngineOptions(device="cpu", compile=True, fuse_lora="on"))
+    engine.models.warm_compile = True  # as on a GPU
+    engine.warm("plain")
+    assert len(graphs) == 2  # batch 1 and the dynamic batch, before any job
+    for fields in (
+        {},
+        {"samples": 3},
+        {"guidance_scale": 0},
+        {"guidance_scale": 0, "samples": 2},
+        {"scheduler": "DPM++ 2M Karras"},
+        {"scheduler": "UniPC", "samples": 4},
+        {"preset": "hot"},  # another VAE, same UNet
+        {"preset": "styled"},  # a LoRA loaded and fused
+        {"preset": "styled", "lora_scale": 0.5, "samples": 2},
+        {"preset": "styled", "lora_scale": 0},
+        {},
+    ):
+        engine.generate(job(registry, **fields))
+    assert len(graphs) == 2
+
+
+def test_on_a_gpu_the_cache_keeps_another_base_only_if_it_leaves_room(
+    registry: PresetRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sticker_maker.engine import cache as cache_mod
+    from sticker_maker.engine.cache import model_bytes
+
+    engine = Engine(registry, cache_size=2, options=EngineOptions(device="cpu"))
+    engine.models.prepare(registry.get("other"), 1.0)
+    size = model_bytes(engine.cache.peek("base", registry.get("other").base))
+    assert size > 1_000_000  # the tiny pipeline's weights
+    # a GPU with room for one base and a bit: the idle one goes before the next loads
+    monkeypatch.setattr(engine.cache.placement.__class__, "is_cuda", property(lambda _s: True))
+    monkeypatch.setattr(cache_mod, "free_bytes", lambda _d: int(1.2 * size))
+    monkeypatch.setattr(cache_mod, "free_memory", lambda _p: None)
+    engine.models.prepare(registry.get("plain"), 1.0)
+    assert engine.cache.keys("base") == [str(registry.get("plain").base)]
+    # with plenty free, both stay (the configured size)
+    monkeypatch.setattr(cache_mod, "free_bytes", lambda _d: 100 * size)
+    engine.models.prepare(registry.get("other"), 1.0)
+    assert len(engine.cache.keys("base")) == 2
