@@ -12,7 +12,9 @@ for 20 steps of SDXL with guidance; ``/work/shared/reference/anchors.md``).
     STICKER_MAKER_COMPILE=1 python bench/engine.py --base /models/sdxl --repeats 5
 
 Rows: one job; 4 samples in one call; 4 jobs batched in one call (batching across jobs,
-``serve --max-batch``); no LoRA; the other LoRA mode (fused vs unfused); with ``--compile``
+``serve --max-batch``); no LoRA; the other LoRA mode (fused vs unfused); the LoRA cost
+per step (none, unfused, fused: interleaved in one run) with what a fused switch costs
+(ms per ``lora_scale`` change, bytes kept to unfuse exactly); with ``--compile``
 (default with real weights on a GPU) a ``torch.compile``'d UNet; on the tiny model also
 upscale + refine.
 
@@ -112,6 +114,40 @@ def _time_batch(engine: Any, registry: Any, repeats: int, **fields: Any) -> floa
         totals.append(time.perf_counter() - started)
         assert all(r.error is None for r in results), [r.error for r in results]
     return statistics.median(totals) / len(jobs)
+
+
+def _lora_cost(registry: Any, repeats: int, steps: int, common: dict[str, Any]) -> dict:
+    """ms per denoising step with no LoRA, the LoRA unfused and fused, the three timed in
+    turn (so machine load hits them alike), plus a fused engine's ``lora_scale`` switch."""
+    from sticker_maker.engine.options import EngineOptions
+    from sticker_maker.engine.pipeline import Engine
+
+    unfused = Engine(registry, cache_size=1, options=EngineOptions.from_env(fuse_lora="off"))
+    fused = Engine(registry, cache_size=1, options=EngineOptions.from_env(fuse_lora="on"))
+    cases = {
+        "none": (fused, {**common, "preset": "bench-nolora"}),
+        "unfused": (unfused, common),
+        "fused": (fused, common),
+    }
+    steps_ms: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(repeats):
+        for name, (engine, fields) in cases.items():
+            timed = _time_job(engine, registry, 1, steps=steps, **fields)
+            steps_ms[name].append(timed["step_s"] * 1000)
+    preset = registry.get("bench")
+    loaded = fused.models.prepare(preset, 1.0)
+    switches = []
+    for n in range(4 * repeats):
+        started = time.perf_counter()
+        fused.models.prepare(preset, 0.5 if n % 2 == 0 else 1.0)
+        switches.append(time.perf_counter() - started)
+    state = loaded.lora
+    return {
+        **{name: statistics.median(values) for name, values in steps_ms.items()},
+        "switch_ms": statistics.median(switches) * 1000,
+        "restore_bytes": state.restore_bytes,
+        "fused_bytes": state.fused_weight_bytes,
+    }
 
 
 def _row(bench: str, setting: str, value: float, unit: str, reference: str = "") -> dict:
@@ -221,6 +257,28 @@ def rows(
             )
         )
         engine = other
+        cost = _lora_cost(registry, repeats, steps, common)
+        lora_setting = f"{label} {size}² {steps} steps, {where.split(', LoRA')[0]}"
+        for name in ("none", "unfused", "fused"):
+            out.append(
+                _row(
+                    "engine",
+                    f"{lora_setting}, LoRA cost per step: {name} (interleaved)",
+                    cost[name],
+                    "ms/step",
+                    "target: fused = none" if name == "fused" else "",
+                )
+            )
+        share = cost["restore_bytes"] / max(cost["fused_bytes"], 1) * 100
+        out.append(
+            _row(
+                "engine",
+                f"{lora_setting}, fused LoRA lora_scale switch (unfuse exactly + fuse); keeps "
+                f"{cost['restore_bytes'] / 1024:.0f} KiB = {share:.0f} % of the fused weights",
+                cost["switch_ms"],
+                "ms",
+            )
+        )
         if compile_too:
             del engine
             compiled = Engine(registry, cache_size=1, options=EngineOptions.from_env(compile=True))

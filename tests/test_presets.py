@@ -143,3 +143,19 @@ def test_bad_lora_stack_or_sampler_options_name_the_key(
     with pytest.raises(InvalidInput) as info:
         load_presets(path)
     assert fragment in str(info.value) and "[presets.q]" in str(info.value)
+
+
+def test_the_readme_presets_example_loads(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Presets") :]
+    block = section[section.index("```toml") + len("```toml") : section.index("```\n", 10)]
+    registry = load_presets(write(tmp_path, block))
+    fast = registry.get("my-fast-stickers")
+    assert [r.lora for r in fast.lora_stack(1.0)] == [
+        "/models/my-sticker-lora.safetensors",
+        "ByteDance/SDXL-Lightning/sdxl_lightning_4step_lora.safetensors",
+    ]
+    assert fast.guidance_scale == 0 and dict(fast.scheduler_options) == {
+        "timestep_spacing": "trailing"
+    }
+    assert registry.get("mine").vae == "madebyollin/sdxl-vae-fp16-fix"

@@ -1,7 +1,10 @@
 """A least-recently-used cache of loaded models, bounded per kind, that handles OOM.
 
 Kinds are ``"base"`` (SDXL pipelines), ``"refiner"`` (SD 1.5 img2img) and
-``"upscaler"`` (ESRGAN); each kind keeps at most ``size`` models. When loading a model
+``"upscaler"`` (ESRGAN); each kind keeps at most ``size`` models, and on a GPU only as many
+as leave room: before a model of a kind is loaded, cached ones of that kind go (least
+recently used first) while the free memory is less than the largest of them plus a
+quarter (the newcomer's weights and room to run). When loading a model
 runs out of memory, every other cached model is dropped and the load is tried once more;
 if it still does not fit, the :class:`~sticker_maker.engine.loading.DoesNotFit` error
 (naming the model and the options that help) reaches the job.
@@ -14,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sticker_maker.engine.device import Placement, free_memory
+from sticker_maker.engine.device import Placement, free_bytes, free_memory
 from sticker_maker.engine.loading import DoesNotFit
 
 T = TypeVar("T")
@@ -37,6 +40,8 @@ class ModelCache:
             self._entries.move_to_end(key)
             return self._entries[key]
         self._evict(kind, keep=self.size - 1)
+        if self.placement.is_cuda:
+            self._make_room(kind)
         started = time.perf_counter()
         try:
             try:
@@ -56,6 +61,17 @@ class ModelCache:
     def peek(self, kind: str, ref: str) -> Any:
         """The cached model or None, without loading or touching the LRU order."""
         return self._entries.get((kind, ref))
+
+    def _make_room(self, kind: str) -> None:
+        """Drop cached models of ``kind`` while the free memory would not hold one more."""
+        same = [k for k in self._entries if k[0] == kind]
+        while same:
+            free = free_bytes(self.placement.device)
+            largest = max(model_bytes(self._entries[k]) for k in same)
+            if free is None or free >= 1.25 * largest:
+                return
+            del self._entries[same.pop(0)]
+            free_memory(self.placement)
 
     def _evict(self, kind: str, keep: int) -> None:
         same = [k for k in self._entries if k[0] == kind]
@@ -87,3 +103,20 @@ class ModelCache:
     def keys(self, kind: str) -> list[str]:
         """Cached refs of one kind, least recently used first."""
         return [ref for k, ref in self._entries if k == kind]
+
+
+def model_bytes(model: Any) -> int:
+    """Bytes of a cached model's parameters and buffers (a pipeline's components, a
+    spandrel descriptor's model, a module)."""
+    import torch
+
+    pipe = getattr(model, "pipe", model)
+    components = getattr(pipe, "components", None)
+    if isinstance(components, dict):
+        modules = [m for m in components.values() if isinstance(m, torch.nn.Module)]
+    else:
+        inner = getattr(pipe, "model", pipe)
+        modules = [inner] if isinstance(inner, torch.nn.Module) else []
+    return sum(
+        t.numel() * t.element_size() for m in modules for t in (*m.parameters(), *m.buffers())
+    )

@@ -103,7 +103,7 @@ class DenoiseLoop:
         # Guidance ≤ 1 is no guidance: one UNet pass per image, no unconditional half.
         self.cfg = settings.guidance_scale > 1 and pipe.unet.config.time_cond_proj_dim is None
         #: a torch.compile'd UNet: its inputs' batch dimension is marked dynamic
-        self.compiled = getattr(pipe.unet, "_compiled_call_impl", None) is not None
+        self.compiled = is_compiled(pipe.unet)
         self.active: list[Lane] = []
 
     # -- a lane joins ----------------------------------------------------------------
@@ -216,7 +216,7 @@ class DenoiseLoop:
             # One graph for every batch size ≥ 2 (jobs joining and leaving); batch 1
             # specialises once. Both are warmed up at load (see models.warm_up).
             for tensor in (sample, t_in, *batch.values()):
-                torch._dynamo.mark_dynamic(tensor, 0, min=2)
+                torch._dynamo.maybe_mark_dynamic(tensor, 0)
         noise = self.pipe.unet(
             sample,
             t_in,
@@ -345,6 +345,11 @@ def _decode(vae: Any, latents: torch.Tensor, dtype: torch.dtype) -> torch.Tensor
     finally:
         if dtype != original:
             vae.to(dtype=original)
+
+
+def is_compiled(module: Any) -> bool:
+    """Whether ``module.compile()`` was called (torch.compile in place)."""
+    return getattr(module, "_compiled_call_impl", None) is not None
 
 
 def _bill(lanes: Sequence[Lane], seconds: float) -> None:

@@ -54,6 +54,9 @@ class Models:
     def __init__(self, cache_size: int, placement: device_mod.Placement) -> None:
         self.placement = placement
         self.cache = ModelCache(cache_size, placement)
+        #: compile the UNet's graphs when a base loads (see :func:`warm_up`); on a CPU
+        #: compiling (inductor) takes minutes for nothing, so it stays lazy there
+        self.warm_compile = placement.device.type != "cpu"
         #: LoRA/VAE loads and LoRA (un)fusing: weight work outside the model cache
         self._other_loads: dict[str, int] = {}
         self._other_load_seconds = 0.0
@@ -92,6 +95,11 @@ class Models:
     def _load_base(self, preset: Preset) -> LoadedBase:
         pipe = load_sdxl(preset.base, preset.name, self.placement)
         place(pipe, "base model", preset.base, self.placement)
+        # Inference only: no weight needs a gradient. (Loading a LoRA freezes the base
+        # weights anyway; freezing them now keeps a compiled UNet's guards unchanged.)
+        for component in pipe.components.values():
+            if isinstance(component, torch.nn.Module):
+                component.requires_grad_(False)
         if self.placement.compile:
             if self.placement.is_cuda:
                 pipe.unet.to(memory_format=torch.channels_last)
@@ -102,7 +110,7 @@ class Models:
             lora=LoraState(pipe, fuse=self._fuse()),
             original_vae=pipe.vae,
         )
-        if self.placement.compile:
+        if self.placement.compile and self.warm_compile:
             warm_up(loaded, preset)
         return loaded
 
