@@ -11,7 +11,7 @@ from PIL import Image
 
 from ._background import estimate_background
 from ._errors import FinishingError, bad_choice
-from ._holes import HOLES, check_holes, find_holes
+from ._holes import HOLES, bounding_box, check_holes, find_holes
 from ._imageio import ensure_image, from_rgba, has_transparency, rgb_array, rgba_array
 from ._matting import (
     decontaminate,
@@ -50,7 +50,14 @@ def _model_free(rgb: np.ndarray, holes: str = "auto") -> tuple[np.ndarray, list[
     if holes != "keep":
         cut, report = find_holes(rgb, model, dist, fg, holes)
         if report.cut:
-            fg = prune(fg & ~cut, dist, model.threshold, model.too_smooth)
+            # prune what the holes left (noise specks inside them), within the subject's box
+            rows, cols = bounding_box(fg, 1)
+            smooth = None if model.too_smooth is None else model.too_smooth[rows, cols]
+            kept = prune(
+                fg[rows, cols] & ~cut[rows, cols], dist[rows, cols], model.threshold, smooth
+            )
+            fg = np.zeros_like(fg)
+            fg[rows, cols] = kept
         note = report.note(holes)
         if note:
             notes.append(note)

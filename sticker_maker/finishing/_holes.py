@@ -91,10 +91,25 @@ def check_holes(value: object) -> str:
 
 
 def _high_pass_energy(rgb: np.ndarray) -> np.ndarray:
-    """Per-pixel squared difference from the 3x3 mean, summed over channels."""
-    f = rgb.astype(np.float32)
+    """Per-pixel squared difference of the luma from its 3x3 mean."""
+    f = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
     diff = f - cv2.blur(f, (3, 3))
-    return cv2.transform(diff * diff, np.ones((1, 3), np.float32)).reshape(rgb.shape[:2])
+    return diff * diff
+
+
+def _mean_deviation(
+    work: np.ndarray, surface: np.ndarray, labels: np.ndarray, n: int, where: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per label: length of the mean colour deviation from the surface, and pixel count."""
+    at = labels[where]
+    dev = work[where].astype(np.float32) - surface[where]
+    count = np.bincount(at, minlength=n)
+    sums = np.stack([np.bincount(at, weights=dev[:, c], minlength=n) for c in range(3)], axis=1)
+    return np.linalg.norm(sums / np.maximum(count, 1)[:, None], axis=1), count
+
+
+def _square(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_RECT, (2 * radius + 1, 2 * radius + 1))
 
 
 def _per_label(labels: np.ndarray, n: int, values: np.ndarray, where: np.ndarray) -> np.ndarray:
@@ -120,7 +135,7 @@ def _in_range(
     noise threshold either side.
     """
     fg8 = fg.view(np.uint8)
-    band = cv2.dilate(fg8, _K3, iterations=OUTER_BAND).view(bool) & ~fg
+    band = cv2.dilate(fg8, _square(OUTER_BAND)).view(bool) & ~fg
     band &= dist < model.threshold
     if band.sum() < 64:
         return np.ones(fg.shape, bool)
@@ -131,7 +146,8 @@ def _in_range(
     return inside.view(bool)
 
 
-def _box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
+def bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
+    """Rows and columns of the non-empty ``mask``'s bounding box, grown by ``margin``."""
     ys = np.flatnonzero(mask.any(axis=1))
     xs = np.flatnonzero(mask.any(axis=0))
     h, w = mask.shape
@@ -160,7 +176,7 @@ def find_holes(
     if mode == "keep" or not fg.any():
         return cut, report
     # Work inside the subject's bounding box (plus room for the outer reference band).
-    rows, cols = _box(fg, OUTER_BAND + 3)
+    rows, cols = bounding_box(fg, OUTER_BAND + 3)
     sub_fg = fg[rows, cols]
     sub_dist = dist[rows, cols]
     noisy = model.noise >= NOISY_SIGMA
@@ -238,28 +254,35 @@ def _auto(
     # The outer backdrop near the subject, clear of its anti-aliased rim: the reference
     # for colour and noise.
     fg8 = fg.view(np.uint8)
-    near = cv2.dilate(fg8, _K3, iterations=OUTER_BAND).view(bool)
-    outer = near & ~cv2.dilate(fg8, _K3, iterations=2).view(bool) & ~weak
+    near = cv2.dilate(fg8, _square(OUTER_BAND)).view(bool)
+    outer = near & ~cv2.dilate(fg8, _square(2)).view(bool) & ~weak
     if outer.sum() < 64:
         outer = ~fg & ~weak
     if outer.sum() < 16:
         return np.zeros(n, bool)
     noisy = noise >= NOISY_SIGMA
 
-    # 1. Colour continuity: mean signed deviation from the surface, away from the edge.
-    core = cv2.erode(cand.view(np.uint8), _K3).view(bool) & cand
-    core_area = np.bincount(labels[core], minlength=n)
-    use = np.where(core_area[labels] >= 4, core, cand) & cand
-    count = np.maximum(np.bincount(labels[use], minlength=n), 1)
-    dev = work.astype(np.float32) - surface
-    bias = np.stack([_per_label(labels, n, dev[..., c], use) for c in range(3)], axis=1)
-    bias = np.linalg.norm(bias / count[:, None], axis=1)
-    outer_bias = float(np.linalg.norm(dev[outer].mean(axis=0)))
+    # 1. Colour continuity: mean deviation from the surface, away from the anti-aliased
+    # rim (all of a region's pixels when it is too thin to have a core). On a noisy
+    # backdrop the surface under a large subject is only interpolated, so the colour test
+    # there is the backdrop's colour range, which the candidates were chosen inside.
+    core = cv2.erode(cand.view(np.uint8), _K3).view(bool)
     outer_spread = float(np.median(dist[outer]))
-    tol = CLEAN_TOLERANCE + 2.0 * outer_bias + 0.5 * outer_spread
-    # On a noisy backdrop the surface under a large subject is only interpolated, so the
-    # colour test is the backdrop's colour range (candidates were chosen inside it).
-    same_colour = np.ones(n, bool) if noisy else bias <= tol
+    if noisy:
+        same_colour = np.ones(n, bool)
+        use = core
+        count = np.maximum(np.bincount(labels[core], minlength=n), 1)
+    else:
+        bias, count = _mean_deviation(work, surface, labels, n, core)
+        thin = count < 4
+        if thin.any():
+            bias_all, _ = _mean_deviation(work, surface, labels, n, cand)
+            bias = np.where(thin, bias_all, bias)
+        outer_bias, _ = _mean_deviation(
+            work, surface, outer.view(np.uint8).astype(np.int32), 2, outer
+        )
+        tol = CLEAN_TOLERANCE + 2.0 * float(outer_bias[1]) + 0.5 * outer_spread
+        same_colour = bias <= tol
 
     # 2. Noise continuity on noisy backdrops.
     if noisy:
@@ -282,9 +305,11 @@ def _auto(
     sizeable = share >= (MIN_SHARE * 0.25 if noisy else MIN_SHARE)
 
     # 4. Edge contrast and outline thickness: the ring of subject around each region.
-    ring = cv2.dilate(cand.view(np.uint8), _K3, iterations=2).view(bool) & fg & ~cand
-    ring_labels = cv2.dilate(labels.astype(np.float32), _K3, iterations=2).astype(np.int32)
-    ring_ok = ring & (ring_labels > 0)
+    if n < 65536:
+        ring_labels = cv2.dilate(labels.astype(np.uint16), _square(2)).astype(np.int32)
+    else:
+        ring_labels = cv2.dilate(labels.astype(np.float32), _square(2)).astype(np.int32)
+    ring_ok = fg & ~cand & (ring_labels > 0)
     contrast = _per_label(ring_labels, n, dist, ring_ok) / np.maximum(
         np.bincount(ring_labels[ring_ok], minlength=n), 1
     )
