@@ -39,9 +39,15 @@ MIN_AREA = 12
 #: In auto mode on a clean backdrop, a region smaller than this share of the subject is
 #: a detail (a glint, a dot), not an opening.
 MIN_SHARE = 0.001
+#: Largest share of its piece (the filled sticker) that a region may take and still be
+#: a hole rather than the piece's own fill.
+MAX_SHARE = 0.75
+#: Smallest piece (share of the sticker it belongs to) that counts as an island a hole
+#: would set loose; smaller ones are specks.
+MIN_ISLAND = 0.0002
 #: Isoperimetric ratio (perimeter^2 / (4 pi area), 1 for a disc) above which a region is
 #: a stripe or a stroke rather than an opening. Wheel sectors and handles stay far below.
-MAX_ELONGATION = 6.0
+MAX_ELONGATION = 5.5
 #: Noise-energy ratio (region / outer backdrop) that still counts as "the same noise".
 NOISE_RATIO = (0.45, 2.5)
 #: ...unless it is also wide: a mean width above this share of the subject's scale
@@ -214,11 +220,46 @@ def find_holes(
             model.threshold,
             region,
         )
+        accept &= ~_holding_islands(sub_fg, labels, n, accept)
     cut[rows, cols] = accept[labels]
     report.cut = int(accept.sum())
     report.cut_px = int(area[accept].sum())
     report.kept_px = int(area[big & ~accept].sum())
     return cut, report
+
+
+def _holding_islands(fg: np.ndarray, labels: np.ndarray, n: int, accept: np.ndarray) -> np.ndarray:
+    """Accepted labels that would leave a piece of the subject floating inside them.
+
+    A sticker is one piece: what a hole encloses (a clock's hands on its white face, the
+    dot of a star drawn white on a tile) would fall out of it, so a region that encloses
+    artwork is itself artwork. Pieces under :data:`MIN_ISLAND` of their sticker are specks.
+    """
+    cut = accept[labels]
+    if not cut.any():
+        return np.zeros(n, bool)
+    before_n, before = cv2.connectedComponents(fg.view(np.uint8), connectivity=8)
+    after_n, after = cv2.connectedComponents((fg & ~cut).view(np.uint8), connectivity=8)
+    if after_n <= before_n:
+        return np.zeros(n, bool)
+    # each piece left after cutting, and the piece of the subject it belonged to
+    size = np.bincount(after.ravel(), minlength=after_n)
+    parent = np.zeros(after_n, np.int64)
+    parent[after.ravel()] = before.ravel()
+    largest = np.zeros(before_n, np.int64)
+    np.maximum.at(largest, parent[1:], size[1:])
+    whole = np.bincount(before.ravel(), minlength=before_n)
+    island = (size < largest[parent]) & (size >= MIN_ISLAND * whole[parent])
+    island &= size >= MIN_AREA
+    island[0] = False
+    if not island.any():
+        return np.zeros(n, bool)
+    # the accepted regions that touch an island hold it
+    near = cv2.dilate(island[after].view(np.uint8), _square(1)).view(bool)
+    holding = np.zeros(n, bool)
+    holding[np.unique(labels[near & cut])] = True
+    holding[0] = False
+    return holding
 
 
 @dataclass
@@ -249,8 +290,13 @@ def _auto(
         region.fg,
         region.weak,
     )
-    subject = float(fg.sum())
     cand = labels > 0
+    # the size of the piece of the subject (one sticker of a sheet) each region lies in
+    pieces_n, pieces = cv2.connectedComponents(fg.view(np.uint8), connectivity=8)
+    piece_area = np.bincount(pieces.ravel(), minlength=pieces_n).astype(np.float64)
+    piece_of = np.zeros(n, np.int64)
+    piece_of[labels.ravel()] = pieces.ravel()
+    subject = np.maximum(piece_area[piece_of], 1.0)
     # The outer backdrop near the subject, clear of its anti-aliased rim: the reference
     # for colour and noise.
     fg8 = fg.view(np.uint8)
@@ -297,12 +343,15 @@ def _auto(
     edge = cand & ~cv2.erode(cand.view(np.uint8), _K3, borderValue=1).view(bool)
     perimeter = np.bincount(labels[edge], minlength=n).astype(np.float64)
     elongation = perimeter**2 / (4.0 * np.pi * np.maximum(area, 1))
-    share = area / max(subject, 1.0)
+    share = area / subject
     # mean width of an elongated region (2 area / perimeter) against the subject's scale
     width = 2.0 * area / np.maximum(perimeter, 1.0)
     stripe = (elongation > MAX_ELONGATION) & (width < THIN_WIDTH * np.sqrt(subject))
     compact = ~stripe | noisy
     sizeable = share >= (MIN_SHARE * 0.25 if noisy else MIN_SHARE)
+    # a region that is most of its piece is the piece's fill (a white balloon drawn with
+    # a dark outline), not a hole in it
+    sizeable &= share <= MAX_SHARE
 
     # 4. Edge contrast and outline thickness: the ring of subject around each region.
     if n < 65536:
