@@ -45,6 +45,10 @@ MAX_SHARE = 0.75
 #: Smallest piece (share of the sticker it belongs to) that counts as an island a hole
 #: would set loose; smaller ones are specks.
 MIN_ISLAND = 0.0002
+#: Line art: at least this share of a piece's pixels within this distance (8-bit RGB)
+#: of its mean colour.
+MONO_SHARE = 0.9
+MONO_DISTANCE = 40.0
 #: Isoperimetric ratio (perimeter^2 / (4 pi area), 1 for a disc) above which a region is
 #: a stripe or a stroke rather than an opening. Wheel sectors and handles stay far below.
 MAX_ELONGATION = 5.5
@@ -220,7 +224,7 @@ def find_holes(
             model.threshold,
             region,
         )
-        accept &= ~_holding_islands(sub_fg, labels, n, accept)
+        accept &= ~_holding_islands(rgb[rows, cols], sub_fg, labels, n, accept)
     cut[rows, cols] = accept[labels]
     report.cut = int(accept.sum())
     report.cut_px = int(area[accept].sum())
@@ -228,12 +232,28 @@ def find_holes(
     return cut, report
 
 
-def _holding_islands(fg: np.ndarray, labels: np.ndarray, n: int, accept: np.ndarray) -> np.ndarray:
-    """Accepted labels that would leave a piece of the subject floating inside them.
+def _monochrome(rgb: np.ndarray, solid: np.ndarray, pieces: np.ndarray, n: int) -> np.ndarray:
+    """Per piece: whether its solid pixels are nearly all one colour (line art, a logo)."""
+    core = cv2.erode(solid.view(np.uint8), _K3).view(bool)
+    at = pieces[core]
+    pix = rgb[core].astype(np.float32)
+    count = np.maximum(np.bincount(at, minlength=n), 1)
+    mean = np.stack([np.bincount(at, weights=pix[:, c], minlength=n) for c in range(3)], 1)
+    mean /= count[:, None]
+    near = np.linalg.norm(pix - mean[at], axis=1) <= MONO_DISTANCE
+    return np.bincount(at, weights=near, minlength=n) / count >= MONO_SHARE
+
+
+def _holding_islands(
+    rgb: np.ndarray, fg: np.ndarray, labels: np.ndarray, n: int, accept: np.ndarray
+) -> np.ndarray:
+    """Accepted labels that would leave a piece of colour artwork floating inside them.
 
     A sticker is one piece: what a hole encloses (a clock's hands on its white face, the
-    dot of a star drawn white on a tile) would fall out of it, so a region that encloses
-    artwork is itself artwork. Pieces under :data:`MIN_ISLAND` of their sticker are specks.
+    dot of a star drawn white on a tile) would fall out of it, so in colour artwork a
+    region that encloses artwork is itself artwork. Line art (one colour) is exempt: its
+    details float inside outlines by nature (the dot in a key's head). Pieces under
+    :data:`MIN_ISLAND` of their sticker are specks.
     """
     cut = accept[labels]
     if not cut.any():
@@ -251,6 +271,7 @@ def _holding_islands(fg: np.ndarray, labels: np.ndarray, n: int, accept: np.ndar
     whole = np.bincount(before.ravel(), minlength=before_n)
     island = (size < largest[parent]) & (size >= MIN_ISLAND * whole[parent])
     island &= size >= MIN_AREA
+    island &= ~_monochrome(rgb, fg & ~cut, before, before_n)[parent]
     island[0] = False
     if not island.any():
         return np.zeros(n, bool)
