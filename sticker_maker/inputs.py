@@ -31,6 +31,8 @@ MAX_BORDER = 256
 UPLOAD_STEPS = 3
 
 Remover = Literal["auto", "model", "none"]
+#: holes in the cut-out (see sticker_maker.finishing.remove_background)
+Holes = Literal["auto", "keep", "cut"]
 Border = int | None
 
 
@@ -45,6 +47,10 @@ class Finishing(BaseModel):
     * ``shadow``: a soft drop shadow below the sticker.
     * ``trim``: crop to the content with an even transparent margin; ``false`` keeps the
       image's canvas (border and shadow are clipped at its edge).
+    * ``holes``: regions of backdrop the subject encloses (a wheel, a ring, a handle):
+      ``auto`` cuts those the evidence says are backdrop and keeps backdrop-coloured art
+      (eye whites, white fur), ``keep`` fills them all (the classic die cut), ``cut``
+      removes them all. The die-cut border rings the holes that stay open.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -53,6 +59,7 @@ class Finishing(BaseModel):
     border: Border = Field(default=None, ge=0, le=MAX_BORDER)
     shadow: bool = False
     trim: bool = True
+    holes: Holes = "auto"
 
 
 def preset_remover(preset: Preset) -> tuple[str, str | None]:
@@ -117,6 +124,7 @@ class CutoutInput(UploadInput):
     """``kind = "cutout"``: one image in, one sticker out."""
 
     trim: bool = True
+    holes: Holes = "auto"
 
 
 class SplitInput(UploadInput):
@@ -128,6 +136,7 @@ __all__ = [
     "REMOVERS",
     "CutoutInput",
     "Finishing",
+    "Holes",
     "SplitInput",
     "UploadInput",
     "preset_remover",

@@ -32,6 +32,7 @@ from sticker_maker.errors import Conflict, InvalidInput, NotFound
 from sticker_maker.inputs import (
     MAX_BORDER,
     CutoutInput,
+    Holes,
     Remover,
     SplitInput,
     UploadInput,
@@ -79,6 +80,7 @@ class CutoutOptions(SplitOptions):
     """The form fields of ``POST /v1/cutouts`` besides ``image``."""
 
     trim: bool = True
+    holes: Holes = "auto"
 
 
 _FIELD_DOCS: dict[str, dict[str, Any]] = {
@@ -104,6 +106,13 @@ _FIELD_DOCS: dict[str, dict[str, Any]] = {
         "type": "boolean",
         "default": True,
         "description": "trim to the content with an even margin (false: keep the canvas)",
+    },
+    "holes": {
+        "type": "string",
+        "enum": ["auto", "keep", "cut"],
+        "default": "auto",
+        "description": "enclosed backdrop (a wheel, a ring): auto cuts what is backdrop and "
+        "keeps backdrop-coloured art; keep fills every hole; cut removes every one",
     },
     "preset": {
         "type": "string",
@@ -181,16 +190,16 @@ def _upload_fields(upload: Upload, options: SplitOptions, svc: Services) -> dict
     "/v1/cutouts",
     status_code=201,
     summary="Cut out an uploaded image (a cutout job)",
-    openapi_extra=_form_doc("remover", "border", "shadow", "trim", "preset"),
+    openapi_extra=_form_doc("remover", "border", "shadow", "trim", "holes", "preset"),
 )
 async def create_cutout(
     request: Request, key: ApiKey = Depends(current_key), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     """Queue a ``cutout`` job: multipart form with the ``image`` file and optional
-    ``remover``, ``border``, ``shadow``, ``trim``, ``preset``. Its output is one ``sticker``
-    (RGBA PNG). Poll ``GET /v1/jobs/{id}`` like any job."""
+    ``remover``, ``border``, ``shadow``, ``trim``, ``holes``, ``preset``. Its output is one
+    ``sticker`` (RGBA PNG). Poll ``GET /v1/jobs/{id}`` like any job."""
     upload, options = await _read_upload(request, CutoutOptions)
-    fields = {**_upload_fields(upload, options, svc), "trim": options.trim}
+    fields = {**_upload_fields(upload, options, svc), "trim": options.trim, "holes": options.holes}
     job = await run_in_threadpool(
         _submit, svc, key, "cutout", upload, lambda name: CutoutInput(image=name, **fields)
     )

@@ -24,6 +24,23 @@ class Remover(StrEnum):
     none = "none"
 
 
+class Holes(StrEnum):
+    """What happens to enclosed backdrop (mirrors ``sticker_maker.finishing.HOLES``)."""
+
+    auto = "auto"
+    keep = "keep"
+    cut = "cut"
+
+
+HOLES_HELP = (
+    "Regions of backdrop the subject encloses (a wheel, a ring, a cup's handle, the "
+    "letter o). 'auto': cut those that are backdrop (same colour and noise as outside, "
+    "an opening's shape), keep backdrop-coloured art (eye whites, white fur). 'keep': "
+    "fill every hole (the classic die cut). 'cut': remove every one. The border rings "
+    "the holes that stay open."
+)
+
+
 class Target(StrEnum):
     """Export targets (mirrors ``sticker_maker.finishing.TARGETS``)."""
 
@@ -79,6 +96,7 @@ BorderOpt = Annotated[
         show_default=False,
     ),
 ]
+HolesOpt = Annotated[Holes, typer.Option("--holes", help=HOLES_HELP, case_sensitive=False)]
 ShadowOpt = Annotated[
     bool, typer.Option("--shadow", help="Add a soft drop shadow under the sticker.")
 ]
@@ -159,6 +177,7 @@ def cutout(
     model: ModelOpt = None,
     border: BorderOpt = None,
     shadow: ShadowOpt = False,
+    holes: HolesOpt = Holes.auto,
     no_trim: Annotated[
         bool,
         typer.Option(
@@ -186,11 +205,17 @@ def cutout(
     for path in images:
         img = _open_image(path, "'IMAGE...'")
         try:
-            result = remove_background(img, method=remover.value, model=model)
+            result = remove_background(img, method=remover.value, model=model, holes=holes.value)
         except FinishingError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--model'") from None
         try:
-            sticker = die_cut(result.image, border=border, shadow=shadow, keep_canvas=no_trim)
+            sticker = die_cut(
+                result.image,
+                border=border,
+                shadow=shadow,
+                keep_canvas=no_trim,
+                holes=holes.value,
+            )
         except FinishingError as exc:
             typer.echo(f"error: {path}: {exc}", err=True)
             raise typer.Exit(1) from None

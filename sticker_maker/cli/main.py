@@ -14,6 +14,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from sticker_maker.cli.finishing_cmds import Holes
+
 app = typer.Typer(
     name="sticker-maker",
     help="Turn a text prompt into ready-to-use stickers: run the service, manage API keys, "
@@ -310,6 +312,16 @@ def generate(
         typer.Option(help="Upscale 2x and refine (needs the preset's upscaler and refiner)."),
     ] = False,
     upscale_steps: Annotated[int, typer.Option(help="Refine steps when upscaling.")] = 10,
+    holes: Annotated[
+        Holes,
+        typer.Option(
+            "--holes",
+            case_sensitive=False,
+            help="Holes in the cut-out (a wheel, a ring, a handle): 'auto' cuts what is "
+            "backdrop and keeps backdrop-coloured art, 'keep' fills every hole, 'cut' "
+            "removes every one.",
+        ),
+    ] = Holes.auto,
     presets: PresetsOpt = None,
     server: Annotated[
         str | None,
@@ -359,6 +371,8 @@ def generate(
         "lora_scale": lora_scale,
     }
     raw.update({k: v for k, v in optional.items() if v is not None})
+    if holes is not Holes.auto:  # the bare cut-out on the image's canvas, holes as asked
+        raw["finishing"] = {"border": 0, "trim": False, "holes": holes.value}
     if server and not local:
         from sticker_maker.cli.client_cmds import generate_remote
 

@@ -11,7 +11,7 @@ sessions, local ONNX files) are loaded lazily and only when asked for.
 
 from __future__ import annotations
 
-from ._cutout import METHODS, CutoutResult, cut_out, remove_background
+from ._cutout import HOLES, METHODS, CutoutResult, cut_out, remove_background
 from ._diecut import die_cut, trim
 from ._errors import FinishingError
 from ._export import TARGETS, export, print_export, whatsapp_pack
@@ -19,6 +19,7 @@ from ._model import SaliencyModel, load_model
 from ._sheet import split_sheet
 
 __all__ = [
+    "HOLES",
     "METHODS",
     "TARGETS",
     "CutoutResult",

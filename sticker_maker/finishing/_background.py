@@ -52,6 +52,8 @@ class BackgroundModel:
     # On a noisy backdrop: pixels whose neighbourhood is far smoother than the noise
     # allows, which therefore cannot be background (None when the backdrop is clean).
     too_smooth: np.ndarray | None = None
+    # The image the distances were measured on (denoised when the backdrop is noisy).
+    work: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -294,6 +296,7 @@ def estimate_background(rgb: np.ndarray) -> tuple[BackgroundModel, np.ndarray]:
         colour=colour,
         varying=spread > 6.0,
         too_smooth=too_smooth,
+        work=work,
     )
     kind = "gradient" if model.varying else f"solid colour rgb{colour}"
     model.notes.append(

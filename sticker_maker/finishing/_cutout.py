@@ -11,10 +11,18 @@ from PIL import Image
 
 from ._background import estimate_background
 from ._errors import FinishingError, bad_choice
+from ._holes import HOLES, bounding_box, check_holes, find_holes
 from ._imageio import ensure_image, from_rgba, has_transparency, rgb_array, rgba_array
-from ._matting import decontaminate, estimate_local_background, segment, soft_edge
+from ._matting import (
+    decontaminate,
+    estimate_local_background,
+    prune,
+    segment,
+    soft_edge,
+)
 
 METHODS = ("auto", "model", "none")
+__all__ = ["HOLES", "METHODS", "CutoutResult", "cut_out", "remove_background"]
 #: Detached pieces smaller than this share of the largest piece's area are specks (stray
 #: noise on a blotchy backdrop), dropped from the alpha. Legitimate small parts (crumbs,
 #: sparkles, a bubble's dots) are well above it: 0.03 % of a 350 000 px subject is 105 px.
@@ -34,12 +42,26 @@ class CutoutResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _model_free(rgb: np.ndarray) -> tuple[np.ndarray, list[str], bool]:
+def _model_free(rgb: np.ndarray, holes: str = "auto") -> tuple[np.ndarray, list[str], bool]:
     """RGBA array, notes and whether the backdrop looked flat."""
     model, dist = estimate_background(rgb)
-    fg = segment(dist, model.threshold, model.too_smooth)
-    alpha, colours = soft_edge(rgb, fg, model.surface, model.threshold)
     notes = list(model.notes)
+    fg = segment(dist, model.threshold, model.too_smooth)
+    if holes != "keep":
+        cut, report = find_holes(rgb, model, dist, fg, holes)
+        if report.cut:
+            # prune what the holes left (noise specks inside them), within the subject's box
+            rows, cols = bounding_box(fg, 1)
+            smooth = None if model.too_smooth is None else model.too_smooth[rows, cols]
+            kept = prune(
+                fg[rows, cols] & ~cut[rows, cols], dist[rows, cols], model.threshold, smooth
+            )
+            fg = np.zeros_like(fg)
+            fg[rows, cols] = kept
+        note = report.note(holes)
+        if note:
+            notes.append(note)
+    alpha, colours = soft_edge(rgb, fg, model.surface, model.threshold)
     alpha = drop_specks(alpha, notes)
     return _pack(colours, alpha), notes, model.flat
 
@@ -79,13 +101,17 @@ def _pack(colours: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return cv2.bitwise_and(rgba, rgba, mask=a8)
 
 
-def _with_model(rgb: np.ndarray, model: object) -> tuple[np.ndarray, str]:
+def _with_model(rgb: np.ndarray, model: object, holes: str = "auto") -> tuple[np.ndarray, str]:
+    from ._diecut import fill_holes
     from ._model import load_model
 
     loaded = load_model(model)  # type: ignore[arg-type]
     alpha = loaded.predict(rgb).astype(np.float32)
     alpha[alpha < 0.02] = 0.0
     alpha[alpha > 0.98] = 1.0
+    if holes == "keep":
+        solid = alpha >= 0.5
+        alpha[fill_holes(solid) & ~solid] = 1.0
     alpha = drop_specks(alpha)
     background = estimate_local_background(rgb, alpha)
     colours = decontaminate(rgb, alpha, background)
@@ -97,6 +123,7 @@ def remove_background(
     *,
     method: str = "auto",
     model: str | Path | object | None = None,
+    holes: str = "auto",
 ) -> CutoutResult:
     """Cut the subject out of ``image``; return an RGBA image of the same size.
 
@@ -114,6 +141,18 @@ def remove_background(
     1x3xHxW normalised RGB, output a saliency map), or an object with ``name`` and
     ``predict(rgb) -> alpha``.
 
+    ``holes`` decides what happens to regions of backdrop colour that the subject encloses
+    (the inside of a wheel, a ring, a cup's handle, a letter "o"):
+
+    * ``"auto"`` (default): cut those that the evidence says are backdrop seen through the
+      subject (same colour and noise as the backdrop outside, an opening's shape, a clear
+      outline); keep those that are artwork in the backdrop's colour (eye whites, white
+      fur, a white shirt on white). See :mod:`sticker_maker.finishing._holes`.
+    * ``"keep"``: fill every enclosed region (the classic die-cut silhouette).
+    * ``"cut"``: remove every enclosed region of backdrop colour.
+
+    With a learned model, ``"keep"`` fills the holes of its mask; the others keep its mask.
+
     The model-free remover estimates the background from the border (a colour, or a
     smooth surface for gradients), floods it from the border so regions of background
     colour enclosed by the subject are kept, gives the outline a soft alpha and removes
@@ -121,6 +160,7 @@ def remove_background(
     """
     if method not in METHODS:
         raise bad_choice("method", method, METHODS)
+    check_holes(holes)
     img = ensure_image(image)
     notes: list[str] = []
 
@@ -138,7 +178,7 @@ def remove_background(
                 "method='model' needs model=...: a rembg model name such as "
                 "'birefnet-general' or a path to a local .onnx file"
             )
-        rgba, name = _with_model(rgb_array(img), model)
+        rgba, name = _with_model(rgb_array(img), model, holes)
         notes.append(f"used the learned model {name}")
         return CutoutResult(from_rgba(rgba), "model", notes)
 
@@ -151,13 +191,13 @@ def remove_background(
             notes.append("the image already has a transparent background; kept its alpha")
             return CutoutResult(from_rgba(original), "none", notes)
         rgb = rgb_array(img)
-    rgba, bg_notes, flat = _model_free(rgb)
+    rgba, bg_notes, flat = _model_free(rgb, holes)
     notes.extend(bg_notes)
     if flat:
         notes.append("background is flat; used the model-free remover")
         return CutoutResult(from_rgba(rgba), "model-free", notes)
     if model is not None:
-        model_rgba, name = _with_model(rgb, model)
+        model_rgba, name = _with_model(rgb, model, holes)
         notes.append(f"background is not flat; used the learned model {name}")
         return CutoutResult(from_rgba(model_rgba), "model", notes)
     notes.append(

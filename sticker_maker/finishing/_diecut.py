@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image
 
 from ._errors import FinishingError
+from ._holes import check_holes
 from ._imageio import ensure_image, from_rgba, rgba_array
 
 BORDER_FRACTION = 0.025  # default border: share of the content's longer side
@@ -71,11 +72,14 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     return mask | ~reach[labels]
 
 
-def border_shape(alpha: np.ndarray, border: int) -> np.ndarray:
+def border_shape(alpha: np.ndarray, border: int, holes: str = "auto") -> np.ndarray:
     """Soft (float 0..1) die-cut shape: the subject grown by ``border`` px.
 
     Notches narrower than about two border widths are closed first, so the cut line
-    stays smooth, and holes are filled: a die cut has one outer contour.
+    stays smooth. Holes (transparent regions the subject encloses) are filled when
+    ``holes="keep"``, the classic die cut with one outer contour; otherwise those wider
+    than two border widths stay open, ringed by the border like the outside (narrower
+    ones close: no border strip inside a hole it would fill).
     """
     solid = (alpha >= 0.5).astype(np.uint8)
     if not solid.any():
@@ -85,7 +89,8 @@ def border_shape(alpha: np.ndarray, border: int) -> np.ndarray:
     grown = (outside <= border).astype(np.uint8)
     inside = cv2.distanceTransform(grown, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     closed = (inside > border).astype(np.uint8) | solid
-    closed = fill_holes(closed.astype(bool)).astype(np.uint8)
+    if holes == "keep":
+        closed = fill_holes(closed.astype(bool)).astype(np.uint8)
     dist = cv2.distanceTransform(1 - closed, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
     shape = np.clip(border + 0.5 - dist, 0.0, 1.0).astype(np.float32)
     shape = cv2.GaussianBlur(shape, (0, 0), 0.6)
@@ -111,6 +116,7 @@ def die_cut(
     padding: int | None = None,
     colour: tuple[int, int, int] = (255, 255, 255),
     keep_canvas: bool = False,
+    holes: str = "auto",
 ) -> Image.Image:
     """Finish a cut-out as a die-cut sticker.
 
@@ -122,7 +128,11 @@ def die_cut(
     * ``colour``: border colour (white).
     * ``keep_canvas``: keep the input's size and position instead of trimming (the
       border and shadow are clipped at the canvas edge).
+    * ``holes``: ``"keep"`` fills the cut-out's holes (one outer contour); ``"auto"`` and
+      ``"cut"`` (default ``"auto"``) keep the holes the cut-out has, with the border
+      around their rims, and close those narrower than two border widths.
     """
+    check_holes(holes)
     arr = rgba_array(ensure_image(rgba, "rgba"))
     box = content_box(arr[..., 3])
     if box is None:
@@ -153,7 +163,7 @@ def die_cut(
     alpha = work[..., 3].astype(np.float32) / 255.0
 
     if size > 0:
-        shape = border_shape(alpha, size)
+        shape = border_shape(alpha, size, holes)
         base = np.broadcast_to(np.asarray(colour, np.float32), rgb.shape)
         rgb, alpha = _over(rgb, alpha, base, shape)
     if shadow:

@@ -189,11 +189,20 @@ def sniff_extension(data: bytes) -> str:
 
 
 def cut_path(alpha: np.ndarray, *, tolerance: float = 0.75) -> str:
-    """SVG path data (pixel units) following the outer contour(s) of ``alpha`` >= 50 %."""
+    """SVG path data (pixel units) following the contours of ``alpha`` >= 50 %.
+
+    Outer contours first (largest first), then the rims of the holes the sticker has
+    (transparent regions it encloses), each a closed subpath: a cutter cuts them all.
+    """
     mask = (alpha >= 128).astype(np.uint8)
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    parents = hierarchy[0][:, 3] if hierarchy is not None else []
+    # outer contours (no parent) first, then holes; the larger first within each
+    order = sorted(
+        range(len(contours)), key=lambda i: (parents[i] >= 0, -cv2.contourArea(contours[i]))
+    )
     parts: list[str] = []
-    for contour in sorted(contours, key=cv2.contourArea, reverse=True):
+    for contour in (contours[i] for i in order):
         if cv2.contourArea(contour) < 4:
             continue
         poly = cv2.approxPolyDP(contour, tolerance, closed=True).reshape(-1, 2)
@@ -210,7 +219,9 @@ def print_export(rgba: Image.Image, *, dpi: int = PRINT_DPI) -> tuple[bytes, str
 
     The SVG is in pixel units (``viewBox`` = the PNG's size) with ``width``/``height`` in
     inches at ``dpi``, so it lines up with the PNG in print-and-cut software. The cut
-    line traces the outer contour of the alpha (the die-cut border when there is one).
+    line traces the outer contour of the alpha (the die-cut border when there is one)
+    and the rims of its holes when it has any (a cut-out made with ``holes`` ``"auto"``
+    or ``"cut"`` that saw through the subject).
     """
     if isinstance(dpi, bool) or not isinstance(dpi, int) or dpi < 1:
         raise FinishingError(f"dpi={dpi!r} must be a positive whole number")

@@ -27,11 +27,24 @@ def segment(dist: np.ndarray, threshold: float, too_smooth: np.ndarray | None = 
     ``too_smooth`` marks pixels that cannot be background on a noisy backdrop because
     they lack its noise; they block the flood like pixels of a different colour.
     """
+    weak = not_backdrop(dist, threshold, too_smooth)
+    return prune(~flood_from_border(~weak), dist, threshold, too_smooth)
+
+
+def not_backdrop(
+    dist: np.ndarray, threshold: float, too_smooth: np.ndarray | None = None
+) -> np.ndarray:
+    """Pixels that cannot be backdrop: too far from its surface, or too smooth for it."""
     weak = dist >= threshold
     if too_smooth is not None:
         weak |= too_smooth
-    background = flood_from_border(~weak)
-    fg = ~background
+    return weak
+
+
+def prune(
+    fg: np.ndarray, dist: np.ndarray, threshold: float, too_smooth: np.ndarray | None = None
+) -> np.ndarray:
+    """``fg`` without pieces that never rise clearly above the noise (or are tiny)."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(fg.astype(np.uint8), connectivity=8)
     if n <= 1:
         return fg

@@ -34,12 +34,14 @@ const GENERATE_FIELDS = {
   "finishing.border": "border",
   "finishing.shadow": "shadow",
   "finishing.remover": "remover",
+  "finishing.holes": "holes",
 };
 const UPLOAD_FIELDS = {
   image: "upload-file",
   border: "upload-border",
   shadow: "upload-shadow",
   remover: "upload-remover",
+  holes: "upload-holes",
 };
 
 const status = new StatusPanel();
@@ -214,6 +216,7 @@ function generateBody() {
   body.finishing = { border: $("border").checked ? null : 0 };
   if ($("shadow").checked) body.finishing.shadow = true;
   if ($("remover").value) body.finishing.remover = $("remover").value;
+  if ($("holes").value !== "auto") body.finishing.holes = $("holes").value;
   return body;
 }
 
@@ -254,6 +257,7 @@ async function onUpload(event) {
   if (!$("upload-border").checked) form.append("border", "0");
   if ($("upload-shadow").checked) form.append("shadow", "true");
   if (kind === "cutout" && $("upload-remover").value) form.append("remover", $("upload-remover").value);
+  if (kind === "cutout" && $("upload-holes").value !== "auto") form.append("holes", $("upload-holes").value);
   await runJob(() => api(`v1/${kind}s`, { method: "POST", form }), UPLOAD_FIELDS, {
     notFound: "This server doesn't take uploads yet (it runs an older sticker-maker).",
   });

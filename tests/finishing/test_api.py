@@ -300,6 +300,7 @@ def test_bad_uploads_are_refused_naming_the_field(server: RunningServer, key: st
             (post_upload(server, key, path, good, border="-1"), "border", "≥ 0"),
             (post_upload(server, key, path, good, border="wide"), "border", "integer"),
             (post_upload(server, key, path, good, remover="magic"), "remover", "'auto'"),
+            (post_upload(server, key, "/v1/cutouts", good, holes="fill"), "holes", "'keep'"),
             (post_upload(server, key, path, good, remover="model"), "remover", "learned"),
             (post_upload(server, key, path, good, colour="red"), "colour", "not a known"),
             (post_upload(server, key, path, good, preset="nope"), "preset", "unknown preset"),
@@ -352,6 +353,7 @@ def test_generation_finishing_options(server: RunningServer, key: str) -> None:
         "border": 0,
         "shadow": False,
         "trim": True,
+        "holes": "auto",
     }
     (bare_job, bare), (_, bordered), (_, shadowed) = (sticker_of(j) for j in jobs)
     # same seed, same subject: the border grows the trimmed canvas on every side
@@ -386,6 +388,38 @@ def test_generation_finishing_options(server: RunningServer, key: str) -> None:
         )
     )
     assert field == "finishing.remover" and "learned" in message
+
+
+def ring_image(size: int = 200) -> Image.Image:
+    """A green ring with a 70 px hole on white."""
+
+    def draw(canvas: np.ndarray, s: int) -> None:
+        c = size * s // 2
+        cv2.circle(canvas, (c, c), 80 * s, 255, -1, cv2.LINE_AA)
+        cv2.circle(canvas, (c, c), 35 * s, 0, -1, cv2.LINE_AA)
+
+    alpha = supersampled_mask((size, size), draw)
+    fg = np.broadcast_to(np.array([40.0, 120.0, 60.0]), (size, size, 3))
+    return composite(fg, alpha, np.full((size, size, 3), 255.0))
+
+
+def test_cutout_holes_option(server: RunningServer, key: str) -> None:
+    ring = encode(ring_image())
+    centres = {}
+    for holes in ("auto", "keep", "cut"):
+        r = post_upload(server, key, "/v1/cutouts", ring, holes=holes, border="0", trim="false")
+        assert r.status_code == 201, r.text
+        job = wait(server, key, r.json()["id"])
+        assert job["status"] == "succeeded" and job["input"]["holes"] == holes, job
+        centres[holes] = int(alpha_of(fetch(job["output"][0]["url"]))[100, 100])
+    assert centres == {"auto": 0, "keep": 255, "cut": 0}
+    # on generation jobs too: holes is a finishing option, echoed in the job's input
+    body = {"prompt": "x", "preset": "tiny", "steps": 2, "finishing": {"holes": "keep"}}
+    r = httpx.post(f"{server.url}/v1/jobs", headers=auth(key), json=body)
+    assert r.status_code == 201 and r.json()["input"]["finishing"]["holes"] == "keep"
+    body["finishing"] = {"holes": "sometimes"}
+    field, message = field_error(httpx.post(f"{server.url}/v1/jobs", headers=auth(key), json=body))
+    assert field == "finishing.holes" and "'keep'" in message
 
 
 def test_seed_api_does_not_serve_upload_jobs(

@@ -131,3 +131,19 @@ def test_importing_the_commands_is_light() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize(("holes", "centre"), [("auto", 0), ("keep", 255), ("cut", 0)])
+def test_cutout_holes(app: typer.Typer, tmp_path: Path, holes: str, centre: int) -> None:
+    arr = np.full((240, 240, 3), 255, np.uint8)
+    cv2.circle(arr, (120, 120), 90, (40, 120, 60), -1, cv2.LINE_AA)
+    cv2.circle(arr, (120, 120), 40, (255, 255, 255), -1, cv2.LINE_AA)
+    Image.fromarray(arr, "RGB").save(tmp_path / "ring.png")
+    out_dir = tmp_path / holes
+    code, out = _invoke(app, "cutout", tmp_path / "ring.png", "-o", out_dir, "--holes", holes)
+    assert code == 0, out
+    written = alpha_of(Image.open(out_dir / "ring.png"))
+    h, w = written.shape
+    assert written[h // 2, w // 2] == centre  # border ringing the open hole, not inside it
+    code, out = _invoke(app, "cutout", tmp_path / "ring.png", "-o", out_dir, "--holes", "fill")
+    assert code != 0 and "fill" in out

@@ -59,7 +59,7 @@ def test_white_on_red_has_no_halo() -> None:
     assert iou(a >= 128, alpha >= 0.5) >= 0.98
 
 
-def test_enclosed_background_coloured_region_is_kept() -> None:
+def test_keep_fills_an_enclosed_background_coloured_region() -> None:
     size = 240
 
     def ring(canvas: np.ndarray, s: int) -> None:
@@ -69,7 +69,7 @@ def test_enclosed_background_coloured_region_is_kept() -> None:
     alpha = supersampled_mask((size, size), ring)
     fg = np.broadcast_to(np.array([40.0, 120.0, 60.0]), (size, size, 3))
     image = composite(fg, alpha, np.full((size, size, 3), 255.0))
-    a = alpha_of(remove_background(image).image)
+    a = alpha_of(remove_background(image, holes="keep").image)
     assert a[120, 120] == 255  # the white hole is enclosed: kept
     assert a[5, 5] == 0 and a[120, 15] == 0  # the outside is removed
     assert (a[120, 40:200] == 255).all()

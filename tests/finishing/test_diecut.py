@@ -77,13 +77,35 @@ def test_keep_canvas_keeps_size_and_position() -> None:
     assert a_out[150, 150 - 60 - 5] == 255 and a_out[150, 150 - 60 - 12] == 0
 
 
-def test_holes_are_filled_by_the_border() -> None:
+def _disc_with_holes() -> Image.Image:
+    """A 100 px disc with a wide hole (r 40) and a narrow one (r 4) beside it."""
     rgba = np.asarray(disc_rgba(size=300, radius=100)).copy()
     yy, xx = np.mgrid[0:300, 0:300]
-    rgba[(yy - 150) ** 2 + (xx - 150) ** 2 < 40**2] = 0  # a transparent hole
-    out = die_cut(Image.fromarray(rgba, "RGBA"), border=5, keep_canvas=True)
-    centre = np.asarray(out)[150, 150]
-    assert centre[3] == 255 and centre[:3].min() == 255  # white, not a hole
+    rgba[(yy - 150) ** 2 + (xx - 150) ** 2 < 40**2] = 0
+    rgba[(yy - 150) ** 2 + (xx - 215) ** 2 < 4**2] = 0
+    return Image.fromarray(rgba, "RGBA")
+
+
+def test_keep_fills_holes_with_the_border() -> None:
+    out = np.asarray(die_cut(_disc_with_holes(), border=5, keep_canvas=True, holes="keep"))
+    for y, x in ((150, 150), (150, 215)):
+        assert out[y, x, 3] == 255 and out[y, x, :3].min() == 255  # white, not a hole
+
+
+@pytest.mark.parametrize("holes", ["auto", "cut"])
+def test_border_rings_wide_holes_and_closes_narrow_ones(holes: str) -> None:
+    out = np.asarray(die_cut(_disc_with_holes(), border=5, keep_canvas=True, holes=holes))
+    assert out[150, 150, 3] == 0  # the wide hole stays open...
+    assert out[150, 150 - 40 + 3, 3] == 255  # ...with the white border inside its rim
+    assert out[150, 150 - 40 + 3, :3].min() == 255
+    assert out[150, 150 - 40 + 8, 3] == 0
+    # the narrow hole (8 px across, under two border widths) is closed, white
+    assert out[150, 215, 3] == 255 and out[150, 215, :3].min() == 255
+
+
+def test_bad_holes_value_names_it() -> None:
+    with pytest.raises(FinishingError, match="holes"):
+        die_cut(disc_rgba(), holes="fill")
 
 
 def test_trim_with_padding() -> None:

@@ -152,3 +152,26 @@ def test_whatsapp_pack_checks_names() -> None:
     tiny = Image.new("RGBA", (8, 8), (255, 0, 0, 255))
     with pytest.raises(FinishingError, match="publisher"):
         whatsapp_pack([tiny] * 3, name="x", publisher="")
+
+
+def test_print_cut_line_has_inner_paths_for_holes() -> None:
+    ring = np.asarray(disc_rgba(size=300, radius=100)).copy()
+    yy, xx = np.mgrid[0:300, 0:300]
+    ring[(yy - 150) ** 2 + (xx - 150) ** 2 < 40**2] = 0
+    with_hole = die_cut(Image.fromarray(ring, "RGBA"), border=5, holes="cut")
+    _, svg = print_export(with_hole)
+    path = re.search(r'<path id="cut-line" d="([^"]+)"', svg)
+    assert path is not None
+    subpaths = [p for p in path.group(1).split("M ") if p.strip()]
+    assert len(subpaths) == 2  # the outer contour, then the hole's rim
+    w, h = with_hole.size
+    centre = np.array([w / 2, h / 2])
+    radii = [
+        np.linalg.norm(np.array(re.findall(r"(-?[\d.]+) (-?[\d.]+)", p), float) - centre, axis=1)
+        for p in subpaths
+    ]
+    assert np.abs(radii[0] - (100 + 5)).max() <= 2.5  # the border's outer edge
+    assert np.abs(radii[1] - (40 - 5)).max() <= 2.5  # the border inside the hole
+    # the classic die cut (holes filled) has only the outer contour
+    filled = die_cut(Image.fromarray(ring, "RGBA"), border=5, holes="keep")
+    assert print_export(filled)[1].count("M ") == 1

@@ -114,3 +114,33 @@ def test_onnx_without_onnxruntime_runs_on_opencv(
     assert model.backend == "opencv"
     assert model.input_size == (64, 64)  # read from the ONNX file itself
     assert model.predict(np.zeros((30, 40, 3), np.uint8)).shape == (30, 40)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "opencv"])
+def test_real_u2netp_weights_cut_out_a_noto_sticker(u2netp: Path, noto: Path, backend: str) -> None:
+    """``remover = "model"`` with a real learned network, through the operators' ONNX path."""
+    if backend == "onnxruntime":
+        pytest.importorskip("onnxruntime")
+    model = OnnxSaliencyModel(u2netp, backend=backend)
+    assert model.backend == backend and model.input_size == (320, 320)  # declared by the file
+    folder = noto / "composite"
+    truth = np.asarray(Image.open(folder / "case003_alpha.png")) >= 128
+    for kind in ("white", "noise"):
+        result = remove_background(
+            Image.open(folder / f"case003_{kind}.png"), method="model", model=model
+        )
+        assert result.method_used == "model" and any("u2netp.onnx" in n for n in result.notes)
+        a = alpha_of(result.image)
+        union = np.logical_or(a >= 128, truth).sum()
+        assert np.logical_and(a >= 128, truth).sum() / union >= 0.95
+
+
+def test_real_u2netp_by_path_is_cached_and_used_by_auto_on_busy_backdrops(u2netp: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    assert load_model(str(u2netp)) is load_model(u2netp)
+    rng = np.random.default_rng(2)
+    busy = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)  # no flat backdrop
+    busy[64:192, 64:192] = (240, 200, 30)
+    result = remove_background(Image.fromarray(busy, "RGB"), model=str(u2netp))
+    assert result.method_used == "model"
+    assert any("not flat" in n and "u2netp.onnx" in n for n in result.notes)
