@@ -77,6 +77,19 @@ def is_database_unreachable(exc: BaseException) -> bool:
     return False
 
 
+def is_storage_unreachable(exc: BaseException) -> bool:
+    """An object store (S3) or network mount that does not answer (not: a refused request)."""
+    for item in _chain(exc):
+        if isinstance(item, ConnectionError | TimeoutError):
+            return True
+        if type(item).__module__.startswith(("botocore", "urllib3")) and any(
+            word in type(item).__name__
+            for word in ("Connect", "Timeout", "ConnectionClosed", "ProtocolError")
+        ):
+            return True
+    return False
+
+
 def unavailable(exc: BaseException) -> Unavailable | None:
     """The 503 to answer for ``exc``, or None when it is not a fault to wait out."""
     if is_disk_full(exc):
@@ -95,4 +108,4 @@ def unavailable(exc: BaseException) -> Unavailable | None:
     return None
 
 
-__all__ = ["is_database_unreachable", "is_disk_full", "unavailable"]
+__all__ = ["is_database_unreachable", "is_disk_full", "is_storage_unreachable", "unavailable"]

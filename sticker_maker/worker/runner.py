@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from sticker_maker.db.database import JOBS_CHANNEL
 from sticker_maker.db.listener import Listener
+from sticker_maker.faults import unavailable
 from sticker_maker.jobs import Job, JobStore
 from sticker_maker.jobs.workers import WorkerRegistry
 from sticker_maker.metrics import (
@@ -179,6 +180,7 @@ class Worker:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop now: running jobs are handed back to the queue (``serve``'s shutdown)."""
+        self.recorder.stopping.set()
         self.request_stop(0.0)
         if self._thread is not None:
             self._thread.join(timeout)
@@ -221,12 +223,19 @@ class Worker:
             if child is None:
                 continue
             self._maybe_beat("idle")
+            paused = self.recorder.pause_until - time.monotonic()
+            if paused > 0:  # outputs could not be written just now: let space come back
+                self._stop.wait(paused)
+                continue
             limit = self.batch_limit(child)
             self._wake.clear()  # before the claim: a wake-up after it is not lost
             try:
                 jobs = self.store.claim_batch(self.worker_id, limit)
-            except Exception:
-                log.exception("claiming a job failed; retrying")
+            except Exception as exc:
+                if unavailable(exc) is None:
+                    log.exception("claiming a job failed; retrying")
+                else:
+                    log.warning("claiming a job failed (%s); retrying", exc)
                 self._stop.wait(self.poll_interval)
                 continue
             if not jobs:
