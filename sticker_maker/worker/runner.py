@@ -51,6 +51,14 @@ from sticker_maker.worker.record import Recorder
 if TYPE_CHECKING:
     pass
 
+#: after the drain deadline: seconds the model process has to stop at its next step,
+#: then to die once killed; then the jobs go back to the queue
+CANCEL_ANSWER_SECONDS = 10.0
+KILL_WAIT_SECONDS = 5.0
+#: the longest a stopping worker runs past ``drain_timeout`` (cancel, kill, hand back,
+#: exit): a pod's termination grace period must be at least drain timeout + this
+HAND_BACK_SECONDS = CANCEL_ANSWER_SECONDS + KILL_WAIT_SECONDS + 5.0
+
 log = logging.getLogger("sticker_maker.worker")
 
 
@@ -423,9 +431,9 @@ class Worker:
                 self._handing_back, handing_back_since = True, now
                 for running in list(self._running.values()):
                     self._signal_cancel(child, running)
-            if self._handing_back and now - handing_back_since > 10.0:
+            if self._handing_back and now - handing_back_since > CANCEL_ANSWER_SECONDS:
                 child.proc.kill()  # it does not answer the cancel: hand back without it
-                child.proc.join(5)
+                child.proc.join(KILL_WAIT_SECONDS)
                 self._child = None
                 for running in list(self._running.values()):
                     self.recorder.hand_back(running.job)
