@@ -16,9 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from scale.cluster import Cluster
 
 from fleet.manifests import find, flag, kubectl, render
-from scale.cluster import Cluster
 from sticker_maker.accounts import KeyStore
 from sticker_maker.db import Database
 from sticker_maker.jobs import JobStatus, JobStore

@@ -86,7 +86,7 @@ def test_keda_query_on_postgresql_gives_the_promised_workers(pg_url: str) -> Non
 
     # the docs promise the same table
     docs = (REPO / "docs" / "deploy.md").read_text()
-    assert "| jobs queued + running | 0 | 1–4 | 5–8 | 9–12 | … | 29 or more |" in docs
+    assert "| jobs queued + running | 0 | 1–4 | 5–8 | 9–12 | … | 29 or more |" in docs  # noqa: RUF001
     assert "| workers | 0 | 1 | 2 | 3 | … | 8 (`maxReplicaCount`) |" in docs
     # the overlays change only the ceiling
     assert find(render("overlays/single-node"), "ScaledObject")["spec"]["maxReplicaCount"] == 1
