@@ -61,10 +61,10 @@ class Recorder:
         self.outputs_refused = 0
         self.record_retries = 0
 
-    def hand_back(self, job: Job) -> None:
+    def hand_back(self, job: Job, why: str = "the worker shut down") -> None:
         """Give a running job back to the queue (a worker stopping); fenced."""
         try:
-            released = self.store.release(job)
+            released = self.store.release(job, why)
         except Exception as exc:  # database away: the lease runs out and the reaper re-queues
             log.warning("could not hand job %s back (%s); its lease will expire", job.id, exc)
             return
@@ -135,7 +135,7 @@ class Recorder:
                 exc,
                 OUTPUT_RETRY_SECONDS,
             )
-            self.hand_back(job)
+            self.hand_back(job, f"its outputs could not be written ({exc})")
             return
         try:
             owned = self._patiently(
