@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -23,22 +22,13 @@ from scale.cluster import Cluster
 from sqlalchemy import select
 
 from fleet.pgcluster import PrivatePostgres
+from fleet.waiting import wait_for
 from sticker_maker.db import Database, jobs, ledger
 from sticker_maker.jobs import JobStatus
 
 pytestmark = pytest.mark.slow
 JOBS = 12
 OUTAGE = 6.0
-
-
-def wait_for(what: str, check: Callable[[], object], timeout: float = 120) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_postgresql_stopped_and_started(tmp_path: Path, presets_file: Path) -> None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from scale.cluster import Cluster
 
 from fleet.manifests import find, flag, kubectl, render
+from fleet.waiting import wait_for
 from sticker_maker.accounts import KeyStore
 from sticker_maker.db import Database
 from sticker_maker.jobs import JobStatus, JobStore
@@ -31,16 +31,6 @@ pytestmark = [
     pytest.mark.skipif(kubectl() is None, reason="kubectl not installed (dev extra)"),
 ]
 DRAIN = 2.0
-
-
-def wait_for(what: str, check: Callable[[], object], timeout: float = 120) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_worker_drain_ends_within_the_grace_period(tmp_path: Path, presets_file: Path) -> None:
