@@ -89,6 +89,16 @@ class Settings:
     max_attempts: int = 3
     #: PostgreSQL connections kept per process (as many again may open under load)
     db_pool_size: int = 5
+    # -- running a fleet (docs/deploy.md, "Kubernetes"); each also STICKER_MAKER_<NAME> --
+    #: a second listener serving /metrics without a key (0 = none; then /metrics on the
+    #: API port needs an admin key)
+    metrics_port: int = 0
+    metrics_host: str = "0.0.0.0"
+    #: seconds a request body may go without a byte arriving before it is cut off (408)
+    body_timeout: float = 15.0
+    #: request bodies being received at once, in bytes, over all requests; beyond it new
+    #: bodies get 503 with Retry-After (0 = no cap)
+    max_bodies_in_flight_bytes: int = 64 * 1024 * 1024
 
     @classmethod
     def load(
@@ -154,6 +164,9 @@ TUNABLE = (
     "heartbeat_interval",
     "max_attempts",
     "db_pool_size",
+    "metrics_port",
+    "body_timeout",
+    "max_bodies_in_flight_bytes",
 )
 
 

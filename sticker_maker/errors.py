@@ -13,10 +13,12 @@ PermissionDenied          403     a user key calling an admin route
 NotFound                  404     unknown (or not yours, or expired) job / file
 Conflict                  409     the request clashes with current state
 InsufficientCredits       406     balance below the job's reserved cost
+RequestTimeout            408     a request body that did not arrive in time
 PayloadTooLarge           413     request body over ``max_request_bytes``
 IdempotencyMismatch       422     an Idempotency-Key reused with another body
 RateLimited               429     per-key limits; carries ``retry_after``
 ServiceBusy               503     global queue full; carries ``retry_after``
+Unavailable               503     disk full / database unreachable (``faults.py``)
 SyncTimeout               504     a synchronous request's job did not finish in time
 ModelUnavailable          (job)   weights cannot be loaded: fails the job
 JobCanceled               (job)   raised inside the engine to stop a job
@@ -86,6 +88,11 @@ class Conflict(StickerMakerError):
     code = "conflict"
 
 
+class RequestTimeout(StickerMakerError):
+    status = 408
+    code = "request_timeout"
+
+
 class PayloadTooLarge(StickerMakerError):
     status = 413
     code = "payload_too_large"
@@ -112,6 +119,19 @@ class ServiceBusy(StickerMakerError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Unavailable(ServiceBusy):
+    """A fault the service waits out (:mod:`sticker_maker.faults`): disk full, database away.
+
+    ``reason`` (``disk_full``, ``database_unreachable``) is for logs and metrics.
+    """
+
+    code = "unavailable"
+
+    def __init__(self, message: str, retry_after: float, reason: str = "") -> None:
+        super().__init__(message, retry_after)
+        self.reason = reason
 
 
 class SyncTimeout(StickerMakerError):

@@ -18,6 +18,7 @@ the service defaults (``Settings``).
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -29,6 +30,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sticker_maker.accounts.keys import ApiKey
 from sticker_maker.db import Database, jobs, rate_windows
 from sticker_maker.errors import RateLimited, ServiceBusy
+from sticker_maker.faults import unavailable
+
+log = logging.getLogger("sticker_maker.accounts")
 
 WINDOW = 60
 #: Retry-After for "too many jobs in flight" and "queue full" (seconds)
@@ -90,7 +94,17 @@ class RequestCounter:
             written_at, known = self._known.get(key.id, (float("-inf"), {}))
             due = now - written_at >= FLUSH_EVERY or window not in known
         if due and may_write:
-            known = self._flush(key.id, window, now)
+            try:
+                known = self._flush(key.id, window, now)
+            except Exception as exc:
+                if unavailable(exc) is None:
+                    raise
+                # disk full (or the database refuses writes): a read must not fail for its
+                # counter; count here and write the hits when writes work again
+                log.warning("request counter not written (%s); counting in memory", exc)
+                known = {window - WINDOW: 0, window: 0, **known}
+                with self._lock:  # and try again in FLUSH_EVERY, not on every request
+                    self._known[key.id] = (now, known)
         with self._lock:
             current = known.get(window, 0) + self._pending.get((key.id, window), 0)
             previous = known.get(window - WINDOW, 0) + self._pending.get(

@@ -15,6 +15,7 @@ from sticker_maker.api import (
     errors,
     files,
     finishing,
+    health,
     metrics,
     native,
     seed_compat,
@@ -68,9 +69,16 @@ def create_app(
             svc.jobs.on_cancel.append(worker.cancel)
             worker.start()
         app.state.worker = worker
+        listener = None
+        if settings.metrics_port:  # /metrics for Prometheus, off the public port
+            listener = health.MetricsListener(svc, settings.metrics_port, settings.metrics_host)
+            listener.start()
+        app.state.metrics_listener = listener
         try:
             yield
         finally:
+            if listener is not None:
+                listener.stop()
             if worker is not None:
                 worker.stop()
             for thread in background:
@@ -90,7 +98,13 @@ def create_app(
     woken = run_worker or svc.db.is_postgres
     app.state.waiter = JobWaiter(svc.jobs, first_poll=1.0 if woken else 0.1)
     errors.install(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes, skip=finishing.UPLOAD_PATHS)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_request_bytes,
+        skip=finishing.UPLOAD_PATHS,
+        body_timeout=settings.body_timeout,
+        max_in_flight=settings.max_bodies_in_flight_bytes,
+    )
     app.include_router(native.router)
     app.include_router(account.router)
     app.include_router(admin.router)
@@ -98,10 +112,7 @@ def create_app(
     app.include_router(finishing.router)
     app.include_router(files.router)
     app.include_router(metrics.router)
-
-    @app.get("/health", tags=["service"], summary="Liveness")
-    def health() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
+    app.include_router(health.router)  # /health (process up), /ready (database, storage)
 
     # Last: the catch-all /v1/<model> and /v2/<model> routes must not shadow the others.
     app.include_router(segmind.router)

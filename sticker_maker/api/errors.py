@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sticker_maker.errors import (
@@ -25,6 +26,7 @@ from sticker_maker.errors import (
     ServiceBusy,
     StickerMakerError,
 )
+from sticker_maker.faults import unavailable
 from sticker_maker.params import validation_errors
 
 log = logging.getLogger("sticker_maker.api")
@@ -98,9 +100,22 @@ def install(app: FastAPI) -> None:
         err.code = {
             404: "not_found",
             405: "method_not_allowed",
+            408: "request_timeout",
             413: "payload_too_large",
         }.get(exc.status_code, "http_error")
         return error_response(request, err)
+
+    async def _infrastructure(request: Request, exc: Exception) -> JSONResponse:
+        # disk full or database away: 503 + Retry-After, the detail for the operator
+        fault = unavailable(exc)
+        if fault is None:
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            return error_response(request, StickerMakerError("internal server error"))
+        log.warning("%s on %s %s: %s", fault.reason, request.method, request.url.path, exc)
+        return error_response(request, fault)
+
+    app.add_exception_handler(SQLAlchemyError, _infrastructure)
+    app.add_exception_handler(OSError, _infrastructure)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

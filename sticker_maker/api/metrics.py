@@ -9,10 +9,15 @@ Two kinds of numbers:
   wait, predict time, GPU-seconds billed, heartbeats, reaped jobs), which
   Prometheus sums over processes. A ``serve`` with its in-process worker reports
   its worker's; a ``sticker-maker worker`` reports them on ``--metrics-port``.
+
+On the API port ``/metrics`` needs an admin key; ``serve --metrics-port`` serves the
+same without a key on a port of its own, for Prometheus on the internal network
+(``api/health.py``).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 
@@ -23,11 +28,14 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import func, select
 
 import sticker_maker.metrics  # noqa: F401  (registers this process's metrics)
+from sticker_maker.accounts import ApiKey
+from sticker_maker.api.auth import admin_key
 from sticker_maker.api.services import Services, services
 from sticker_maker.db import jobs, workers
 from sticker_maker.jobs import JobStatus
 
 router = APIRouter(tags=["service"])
+log = logging.getLogger("sticker_maker.api")
 
 
 class DatabaseCollector:
@@ -37,6 +45,20 @@ class DatabaseCollector:
         self.svc = svc
 
     def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily(
+            "sticker_maker_database_up", "1 when the database answered this scrape, else 0."
+        )
+        try:
+            yield from self._collect()
+        except Exception as exc:  # the database away: say so, keep the process's metrics
+            log.warning("metrics: database gauges unavailable: %s", exc)
+            up.add_metric([], 0.0)
+            yield up
+            return
+        up.add_metric([], 1.0)
+        yield up
+
+    def _collect(self) -> Iterator[Metric]:
         now = time.time()
         with self.svc.db.read() as conn:
             by_status = dict(
@@ -87,9 +109,14 @@ class DatabaseCollector:
         yield ages
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-def metrics(request: Request, svc: Services = Depends(services)) -> Response:
-    """Queue and worker gauges from the database, then this process's own metrics."""
+@router.get("/metrics", summary="Prometheus metrics (admin key)", response_class=Response)
+def metrics(
+    request: Request, svc: Services = Depends(services), _admin: ApiKey = Depends(admin_key)
+) -> Response:
+    """Queue and worker gauges from the database, then this process's own metrics.
+
+    Needs an admin key here; ``serve --metrics-port`` serves them without one on a port
+    of its own."""
     registry = getattr(request.app.state, "metrics_registry", None)
     if registry is None:
         registry = CollectorRegistry(auto_describe=False)

@@ -10,7 +10,10 @@ before anything is stored or queued. The limits live in :mod:`sticker_maker.boun
 * the header is checked first (:func:`sticker_maker.bounds.check_image`: PNG, JPEG or
   WebP, each side ≤ ``MAX_IMAGE_SIDE``), so a small file that claims a huge size (a
   decompression bomb) is refused without decoding it; then every pixel is decoded, so
-  a truncated or corrupt file is refused here, not in the worker.
+  a truncated or corrupt file is refused here, not in the worker;
+* what is stored is the decoded pixels encoded again as a PNG (EXIF orientation
+  applied): no text, EXIF, ICC or private chunk of the upload is kept, so a 15 MB
+  ``tEXt`` chunk (or a payload hidden after the image) never reaches storage.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import io
 import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 from starlette.datastructures import FormData, UploadFile
@@ -27,6 +31,9 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from sticker_maker import bounds
 from sticker_maker.bounds import IMAGE_FORMATS, MAX_IMAGE_SIDE, MAX_UPLOAD_BYTES, MIN_UPLOAD_SIDE
 from sticker_maker.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 #: room for the multipart framing and the short option fields around the file
 FORM_OVERHEAD = 64 * 1024
@@ -39,12 +46,11 @@ FORMATS = {
     "WEBP": ("image/webp", "webp"),
 }
 _ALLOWED = "PNG, JPEG or WebP"  # bounds.IMAGE_FORMATS
-_EXIF_ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True)
 class Upload:
-    """A checked image upload: its bytes as sent and what they hold."""
+    """A checked image upload, re-encoded as a PNG (pixels only), and what it holds."""
 
     data: bytes
     width: int  # upright (EXIF orientation applied)
@@ -133,15 +139,25 @@ def check_image(data: bytes) -> Upload:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
                 image.load()  # every pixel: a truncated or corrupt file fails here
-                orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+                clean = _pixels_only(image)
     except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError, EOFError…
         raise InvalidInput(
             f"could not be decoded as {fmt} ({type(exc).__name__}: {exc})", "image"
         ) from None
-    if orientation in (5, 6, 7, 8):  # rotated a quarter turn: the upright size
-        width, height = height, width
-    content_type, extension = FORMATS[fmt]
-    return Upload(data, width, height, content_type, extension)
+    out = io.BytesIO()
+    clean.save(out, format="PNG", compress_level=3)
+    return Upload(out.getvalue(), clean.width, clean.height, *FORMATS["PNG"])
+
+
+def _pixels_only(image: PILImage) -> PILImage:
+    """The upright pixels (RGB, or RGBA when the image has transparency), with no metadata."""
+    from PIL import ImageOps
+
+    upright = ImageOps.exif_transpose(image) or image
+    transparent = upright.mode in ("RGBA", "LA", "PA") or "transparency" in upright.info
+    clean = upright.convert("RGBA" if transparent else "RGB")
+    clean.info = {}  # nothing of the upload's chunks is written again (text, ICC, EXIF)
+    return clean
 
 
 __all__ = ["Upload", "check_image", "read_form"]

@@ -92,6 +92,17 @@ def serve(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve /metrics without a key on this port too, for Prometheus on the "
+            "internal network (on the API port /metrics needs an admin key) "
+            "[env STICKER_MAKER_METRICS_PORT].",
+            min=1,
+            max=65535,
+            show_default=False,
+        ),
+    ] = None,
     sync_timeout: Annotated[
         float | None,
         typer.Option(
@@ -257,6 +268,7 @@ def serve(
             submits_per_minute=submits_per_minute,
             webhook_allow_networks=tuple(webhook_allow_network) if webhook_allow_network else None,
             sync_timeout=sync_timeout,
+            metrics_port=metrics_port,
         )
         application = create_app(settings, run_worker=worker)
     except StickerMakerError as exc:

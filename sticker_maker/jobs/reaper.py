@@ -62,5 +62,10 @@ class Reaper:
         while not self._stop.wait(self.interval):
             try:
                 self.run_once()
-            except Exception:  # the database may be away for a moment; try next pass
-                log.exception("reaper pass failed")
+            except Exception as exc:  # the database may be away for a moment; try next pass
+                from sticker_maker.faults import unavailable
+
+                if unavailable(exc) is None:
+                    log.exception("reaper pass failed")
+                else:
+                    log.warning("reaper pass failed: %s", exc)

@@ -282,7 +282,7 @@ class JobStore:
                 lifecycle.job_started(conn, row)
         return sorted((Job.from_row(r) for r in rows), key=lambda j: j.created_at)
 
-    def release(self, job: Job) -> bool:
+    def release(self, job: Job, why: str = "the worker shut down") -> bool:
         """Hand a running job back to the queue (a worker shutting down). Fenced.
 
         The attempt is given back too: the job was not at fault, so a rolling
@@ -299,7 +299,7 @@ class JobStore:
                     worker_id=None,
                     heartbeat_at=None,
                     progress_step=0,
-                    logs=jobs.c.logs + "the worker shut down; job handed back to the queue\n",
+                    logs=jobs.c.logs + f"{why}; job handed back to the queue\n",
                 )
             )
             if result.rowcount:

@@ -41,6 +41,7 @@ class Storage(Protocol):
     def delete(self, name: str) -> None: ...
     def open(self, name: str) -> tuple[Iterator[bytes], int]: ...
     def redirect_url(self, name: str) -> str | None: ...
+    def reachable(self) -> bool: ...
 
 
 class LocalStorage:
@@ -90,3 +91,7 @@ class LocalStorage:
 
     def redirect_url(self, name: str) -> str | None:
         return None
+
+    def reachable(self) -> bool:
+        """The folder is there (``/ready``); a full disk still reads."""
+        return self.root.is_dir()

@@ -96,6 +96,16 @@ class S3Storage:
             if _code(exc) not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                 raise self._unusable(exc) from None
 
+    def reachable(self) -> bool:
+        """The bucket answers (``/ready``)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError):
+            return False
+        return True
+
     def _unusable(self, exc: Exception) -> InvalidInput:
         return InvalidInput(
             f"cannot use bucket {self.bucket!r}"

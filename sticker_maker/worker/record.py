@@ -2,14 +2,30 @@
 
 Every write is fenced on the job's id and attempt: a worker that lost a job (its lease
 expired and another attempt owns it) records nothing, and leaves no orphan files.
+
+Faults are waited out, not turned into failed jobs (``sticker_maker.faults``):
+
+* outputs that cannot be written (disk full, object store unreachable): the files
+  written so far are deleted and the job goes back to the queue without using up an
+  attempt; this worker claims nothing for ``OUTPUT_RETRY_SECONDS``, then tries again;
+* the database unreachable when the end is recorded: the worker keeps the job and its
+  outputs and retries (backing off up to ``RECORD_BACKOFF_MAX``) for as long as
+  ``record_patience`` allows. A commit whose answer was lost is recognised on the
+  next try (the job already carries this attempt's outputs), so nothing is billed
+  twice and no output is deleted that a finished job points at. If the database stays
+  away longer, the outputs are deleted and the lease runs out: the job runs again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
+from sticker_maker.faults import is_database_unreachable, is_disk_full, is_storage_unreachable
 from sticker_maker.jobs import Job, JobStore, OutputFile
 from sticker_maker.metrics import GPU_SECONDS, HANDED_BACK, JOBS_FINISHED, PREDICT_TIME
 from sticker_maker.storage import Storage, new_file_name
@@ -18,18 +34,41 @@ if TYPE_CHECKING:
     from sticker_maker.worker.predictor import Sticker
 
 log = logging.getLogger("sticker_maker.worker")
+T = TypeVar("T")
+
+#: after a job went back because its outputs could not be written, claim nothing for this long
+OUTPUT_RETRY_SECONDS = 10.0
+#: first and longest wait between tries to record a job's end while the database is away
+RECORD_BACKOFF_FIRST = 0.25
+RECORD_BACKOFF_MAX = 5.0
 
 
 class Recorder:
     """Writes jobs' results for a worker."""
 
-    def __init__(self, store: JobStore, storage: Storage) -> None:
+    def __init__(
+        self, store: JobStore, storage: Storage, *, record_patience: float = 600.0
+    ) -> None:
         self.store = store
         self.storage = storage
+        #: seconds to keep retrying a job's end while the database is unreachable
+        self.record_patience = record_patience
+        #: monotonic time before which the worker should claim nothing (outputs unwritable)
+        self.pause_until = 0.0
+        #: set to stop retrying at once (the worker is stopping)
+        self.stopping = threading.Event()
+        #: jobs handed back because their outputs could not be written / ends retried
+        self.outputs_refused = 0
+        self.record_retries = 0
 
-    def hand_back(self, job: Job) -> None:
+    def hand_back(self, job: Job, why: str = "the worker shut down") -> None:
         """Give a running job back to the queue (a worker stopping); fenced."""
-        if self.store.release(job):
+        try:
+            released = self.store.release(job, why)
+        except Exception as exc:  # database away: the lease runs out and the reaper re-queues
+            log.warning("could not hand job %s back (%s); its lease will expire", job.id, exc)
+            return
+        if released:
             HANDED_BACK.inc()
             log.info("job %s handed back to the queue", job.id)
 
@@ -42,11 +81,14 @@ class Recorder:
         logs: str = "",
     ) -> None:
         """Record a job's end (fenced); count it if this attempt still owned the job."""
-        try:
+
+        def record() -> bool:
             if status == "canceled":
-                owned = self.store.mark_canceled(job, predict_time)
-            else:
-                owned = self.store.fail(job, error or "failed", predict_time, logs)
+                return self.store.mark_canceled(job, predict_time)
+            return self.store.fail(job, error or "failed", predict_time, logs)
+
+        try:
+            owned = self._patiently(job, record, lambda: self._ended_as(job, status))
         except Exception:
             log.exception("could not record the end of job %s; its lease will expire", job.id)
             return
@@ -80,7 +122,29 @@ class Recorder:
                             height=height,
                         )
                     )
-            owned = self.store.complete(job, outputs, predict_time, billed_time, logs, progress)
+        except Exception as exc:
+            self._delete(outputs)
+            if not (is_disk_full(exc) or is_storage_unreachable(exc)):
+                raise
+            self.outputs_refused += 1
+            self.pause_until = time.monotonic() + OUTPUT_RETRY_SECONDS
+            log.warning(
+                "job %s: outputs cannot be written (%s); handing it back and claiming nothing "
+                "for %.0f s",
+                job.id,
+                exc,
+                OUTPUT_RETRY_SECONDS,
+            )
+            self.hand_back(job, f"its outputs could not be written ({exc})")
+            return
+        try:
+            owned = self._patiently(
+                job,
+                lambda: self.store.complete(
+                    job, outputs, predict_time, billed_time, logs, progress
+                ),
+                lambda: self._completed_with(job, outputs),
+            )
         except BaseException:
             self._delete(outputs)
             raise
@@ -91,6 +155,44 @@ class Recorder:
         else:
             # Fenced out: another attempt owns this job now. Leave no orphan files.
             self._delete(outputs)
+
+    def _patiently(self, job: Job, record: Callable[[], bool], done: Callable[[], bool]) -> bool:
+        """``record()``, tried again while the database is unreachable.
+
+        After a failed try ``done()`` asks whether the write was committed after all
+        (its answer lost with the connection): then it is not written twice.
+        """
+        deadline = time.monotonic() + self.record_patience
+        wait = RECORD_BACKOFF_FIRST
+        tried = False
+        while True:
+            try:
+                if tried and done():
+                    return True
+                return record()
+            except Exception as exc:
+                if not is_database_unreachable(exc) or time.monotonic() + wait > deadline:
+                    raise
+                if self.stopping.is_set():
+                    raise
+                tried = True
+                self.record_retries += 1
+                log.warning("job %s: database away (%s); retrying in %.2fs", job.id, exc, wait)
+                time.sleep(wait)
+                wait = min(wait * 2, RECORD_BACKOFF_MAX)
+
+    def _completed_with(self, job: Job, outputs: list[OutputFile]) -> bool:
+        """This attempt's completion was committed (the job holds these outputs)."""
+        current = self.store.get(job.id)
+        return (
+            current.status.value == "succeeded"
+            and current.attempt == job.attempt
+            and [o.file for o in current.output] == [o.file for o in outputs]
+        )
+
+    def _ended_as(self, job: Job, status: str) -> bool:
+        current = self.store.get(job.id)
+        return current.status.value == status and current.attempt == job.attempt
 
     def _delete(self, outputs: list[OutputFile]) -> None:
         for output in outputs:

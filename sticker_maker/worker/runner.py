@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from sticker_maker.db.database import JOBS_CHANNEL
 from sticker_maker.db.listener import Listener
+from sticker_maker.faults import unavailable
 from sticker_maker.jobs import Job, JobStore
 from sticker_maker.jobs.workers import WorkerRegistry
 from sticker_maker.metrics import (
@@ -49,6 +50,14 @@ from sticker_maker.worker.record import Recorder
 
 if TYPE_CHECKING:
     pass
+
+#: after the drain deadline: seconds the model process has to stop at its next step,
+#: then to die once killed; then the jobs go back to the queue
+CANCEL_ANSWER_SECONDS = 10.0
+KILL_WAIT_SECONDS = 5.0
+#: the longest a stopping worker runs past ``drain_timeout`` (cancel, kill, hand back,
+#: exit): a pod's termination grace period must be at least drain timeout + this
+HAND_BACK_SECONDS = CANCEL_ANSWER_SECONDS + KILL_WAIT_SECONDS + 5.0
 
 log = logging.getLogger("sticker_maker.worker")
 
@@ -179,6 +188,7 @@ class Worker:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop now: running jobs are handed back to the queue (``serve``'s shutdown)."""
+        self.recorder.stopping.set()
         self.request_stop(0.0)
         if self._thread is not None:
             self._thread.join(timeout)
@@ -221,12 +231,19 @@ class Worker:
             if child is None:
                 continue
             self._maybe_beat("idle")
+            paused = self.recorder.pause_until - time.monotonic()
+            if paused > 0:  # outputs could not be written just now: let space come back
+                self._stop.wait(paused)
+                continue
             limit = self.batch_limit(child)
             self._wake.clear()  # before the claim: a wake-up after it is not lost
             try:
                 jobs = self.store.claim_batch(self.worker_id, limit)
-            except Exception:
-                log.exception("claiming a job failed; retrying")
+            except Exception as exc:
+                if unavailable(exc) is None:
+                    log.exception("claiming a job failed; retrying")
+                else:
+                    log.warning("claiming a job failed (%s); retrying", exc)
                 self._stop.wait(self.poll_interval)
                 continue
             if not jobs:
@@ -414,9 +431,9 @@ class Worker:
                 self._handing_back, handing_back_since = True, now
                 for running in list(self._running.values()):
                     self._signal_cancel(child, running)
-            if self._handing_back and now - handing_back_since > 10.0:
+            if self._handing_back and now - handing_back_since > CANCEL_ANSWER_SECONDS:
                 child.proc.kill()  # it does not answer the cancel: hand back without it
-                child.proc.join(5)
+                child.proc.join(KILL_WAIT_SECONDS)
                 self._child = None
                 for running in list(self._running.values()):
                     self.recorder.hand_back(running.job)

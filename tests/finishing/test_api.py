@@ -103,7 +103,7 @@ def test_cutout_job_of_a_noto_case_matches_ground_truth(
     created = r.json()
     assert created["kind"] == "cutout" and created["status"] in ("queued", "running")
     assert created["input"]["width"] == created["input"]["height"] == size
-    assert created["input"]["content_type"] == "image/jpeg"
+    assert created["input"]["content_type"] == "image/png"  # stored re-encoded
     assert created["input"]["remover"] == "auto"  # the preset's default, filled in
     assert (created["input"]["border"], created["input"]["trim"]) == (0, False)
     upload = httpx.get(created["input"]["image"])  # the stored upload, as sent

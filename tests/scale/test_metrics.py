@@ -5,10 +5,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from scale.cluster import free_port
 from sticker_maker.api import create_app
 from sticker_maker.config import Settings
 from sticker_maker.db import workers
@@ -27,7 +29,10 @@ def metric(text: str, name: str) -> float:
 def test_metrics_count_jobs_and_workers_from_the_database(
     tmp_path: Path, presets_file: Path
 ) -> None:
-    settings = Settings.load(tmp_path / "home", presets=presets_file, lease_timeout=30)
+    port = free_port()
+    settings = Settings.load(
+        tmp_path / "home", presets=presets_file, lease_timeout=30, metrics_port=port
+    )
     app = create_app(settings, run_worker=False)
     with TestClient(app) as client:
         svc = app.state.services
@@ -46,9 +51,19 @@ def test_metrics_count_jobs_and_workers_from_the_database(
                 .values(heartbeat_at=time.time() - 120)
             )
 
-        r = client.get("/metrics")
+        # on the API port: only with an admin key
+        assert client.get("/metrics").status_code == 401
+        user = {"Authorization": f"Bearer {svc.keys.create(credits=0).secret}"}
+        assert client.get("/metrics", headers=user).status_code == 403
+        admin = {"Authorization": f"Bearer {svc.keys.create(scope='admin').secret}"}
+        r = client.get("/metrics", headers=admin)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+        assert metric(r.text, 'sticker_maker_jobs{status="queued"}') == 2
+        # on the metrics port (serve --metrics-port): the same, without a key
+        r = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
         text = r.text
+        assert metric(text, "sticker_maker_database_up") == 1
         assert metric(text, 'sticker_maker_jobs{status="queued"}') == 2
         assert metric(text, 'sticker_maker_jobs{status="running"}') == 1
         assert metric(text, 'sticker_maker_jobs{status="succeeded"}') == 0
