@@ -62,9 +62,13 @@ TARGET_MS = 150.0
 
 
 def default_data() -> Path:
-    """``$STICKER_MAKER_NOTO_DATA``, else ``<repo>/../shared/data/stickers-noto``."""
+    """``$STICKER_MAKER_NOTO_DATA``, else the full set at ``<repo>/../shared/data/stickers-noto``,
+    else the subset the tests use, ``tests/data/stickers-noto`` (always in the repository)."""
     env = os.environ.get("STICKER_MAKER_NOTO_DATA")
-    return Path(env) if env else REPO / ".." / "shared" / "data" / "stickers-noto"
+    if env:
+        return Path(env)
+    full = REPO / ".." / "shared" / "data" / "stickers-noto"
+    return full if (full / "composite").is_dir() else REPO / "tests" / "data" / "stickers-noto"
 
 
 def single_core() -> str:

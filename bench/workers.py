@@ -4,7 +4,7 @@
                           [--storage local|s3] [--repeat 1]
 
 For each worker count: a fresh database (a new SQLite file, or a new database on
-``$STICKER_MAKER_TEST_POSTGRES``, default ``postgresql://postgres@127.0.0.1:5432/test``),
+``$STICKER_MAKER_TEST_POSTGRES``, see ``tests/pg.py``),
 that many ``sticker-maker worker`` processes, started and idle; then ``--jobs`` jobs
 are queued at once (the tiny SDXL built by ``tests/tiny_models.py``, 64x64, 2 steps)
 and the clock runs from the first submit to the last job's end. It prints jobs/s,
@@ -67,7 +67,9 @@ def run_once(
     if database == "postgresql":
         server = postgres_server()
         if server is None:
-            raise SystemExit("PostgreSQL not reachable: set STICKER_MAKER_TEST_POSTGRES")
+            import pg
+
+            raise SystemExit(f"PostgreSQL cannot be used: {pg.problem()}")
         url = create_database(server, "bench")
     else:
         url = f"sqlite:///{root / f'bench-{n_workers}.db'}"

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import time
-import uuid
 from collections.abc import Iterator
 
+import pg
 import pytest
 from sqlalchemy import Boolean, Column, Float, Integer, MetaData, String, Table, Text, insert
 
@@ -98,25 +97,14 @@ def test_migration_2_upgrades_a_step_1_database(make_client, tmp_path) -> None:
 
 # -- the same flows on PostgreSQL (skipped when no server is reachable) ---------------
 
-PG_ADMIN = os.environ.get("STICKER_MAKER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg")
+    url = pg.create_database(pg.require(), "accounts")
     try:
-        admin = psycopg.connect(
-            PG_ADMIN.replace("postgresql+psycopg", "postgresql"), autocommit=True, connect_timeout=2
-        )
-    except psycopg.Error:
-        pytest.skip("no PostgreSQL server to test against")
-    name = f"sm_test_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+        yield url
     finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        pg.drop_database(url)
 
 
 def test_accounts_on_postgresql(make_client, pg_url: str) -> None:

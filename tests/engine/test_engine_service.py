@@ -230,10 +230,6 @@ def _png(url: str) -> Image.Image:
     return Image.open(io.BytesIO(r.content))
 
 
-@pytest.mark.skipif(
-    not (Path(__file__).resolve().parents[2] / "sticker_maker" / "finishing").is_dir(),
-    reason="needs sticker_maker.finishing (cut-out)",
-)
 def test_upscale_and_samples_through_the_service(server: RunningServer, key: str) -> None:
     job = wait(
         server,

@@ -12,12 +12,9 @@ from .helpers import noto_path
 
 @pytest.fixture(scope="session")
 def noto() -> Path:
-    """The Noto sticker data set, or skip when it is not checked out beside the repo."""
+    """The Noto sticker artwork the tests use (``tests/data/stickers-noto``, in the repo)."""
     path = noto_path()
-    if not (path / "composite").is_dir():
-        pytest.skip(
-            f"Noto test data not found at {path} (set STICKER_MAKER_NOTO_DATA to its folder)"
-        )
+    assert (path / "composite").is_dir(), f"Noto test data missing at {path}"
     return path
 
 

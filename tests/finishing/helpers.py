@@ -14,9 +14,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def noto_path() -> Path:
-    """``$STICKER_MAKER_NOTO_DATA``, else ``<repo>/../shared/data/stickers-noto``."""
+    """``$STICKER_MAKER_NOTO_DATA``, else the subset in the repo, ``tests/data/stickers-noto``."""
     env = os.environ.get("STICKER_MAKER_NOTO_DATA")
-    return Path(env) if env else REPO / ".." / "shared" / "data" / "stickers-noto"
+    return Path(env) if env else REPO / "tests" / "data" / "stickers-noto"
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

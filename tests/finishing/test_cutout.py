@@ -21,11 +21,13 @@ from sticker_maker.finishing import (
 from .helpers import REPO, alpha_of, composite, gradient_backdrop, iou, star, supersampled_mask
 
 CASES = ("case001", "case003", "case005")
+#: the noisy composites are 1.6 MB each: the repo holds one (bench/cutout.py runs them all)
+NOISE_CASES = ("case003",)
 
 
 def _mean_iou(noto: Path, kind: str) -> float:
     scores = []
-    for case in CASES:
+    for case in NOISE_CASES if kind == "noise" else CASES:
         image = Image.open(noto / "composite" / f"{case}_{kind}.png")
         truth = np.asarray(Image.open(noto / "composite" / f"{case}_alpha.png").convert("L"))
         result = remove_background(image)
@@ -116,9 +118,16 @@ def test_auto_keeps_existing_transparency() -> None:
     assert np.array_equal(np.asarray(result.image), rgba)
 
 
-def test_cut_out_matches_remove_background(noto: Path) -> None:
+def test_cut_out_gives_the_subject_with_its_own_colours(noto: Path) -> None:
     image = Image.open(noto / "composite" / "case002_color.png")
-    assert np.array_equal(np.asarray(cut_out(image)), np.asarray(remove_background(image).image))
+    truth = np.asarray(Image.open(noto / "composite" / "case002_alpha.png").convert("L"))
+    result = cut_out(image)
+    assert result.mode == "RGBA" and result.size == image.size
+    assert iou(alpha_of(result) >= 128, truth >= 128) >= 0.99
+    # inside the true subject the pixels are the artwork's, untouched
+    inside = truth == 255
+    diff = np.abs(np.asarray(result)[..., :3].astype(int) - np.asarray(image.convert("RGB")))
+    assert np.percentile(diff[inside], 99) <= 2
 
 
 def test_bad_method_is_a_clear_value_error() -> None:

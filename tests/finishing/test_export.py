@@ -47,22 +47,36 @@ def _open(data: bytes) -> Image.Image:
 
 
 @pytest.mark.parametrize(
-    ("target", "fmt", "size", "limit"),
+    ("target", "fmt", "size", "limit", "margin"),
     [
-        ("whatsapp", "WEBP", (512, 512), 100 * KB),
-        ("whatsapp_tray", "PNG", (96, 96), 50 * KB),
-        ("discord", "PNG", (320, 320), 512 * KB),
+        ("whatsapp", "WEBP", (512, 512), 100 * KB, 16),
+        ("whatsapp_tray", "PNG", (96, 96), 50 * KB, 0),
+        ("discord", "PNG", (320, 320), 512 * KB, 0),
     ],
 )
 @pytest.mark.parametrize("source", ["sticker", "noisy"])
 def test_square_targets(
-    request: pytest.FixtureRequest, source: str, target: str, fmt: str, size, limit: int
-) -> None:  # type: ignore[no-untyped-def]
+    request: pytest.FixtureRequest,
+    source: str,
+    target: str,
+    fmt: str,
+    size: tuple[int, int],
+    limit: int,
+    margin: int,
+) -> None:
     data = export(request.getfixturevalue(source), target)
     img = _open(data)
     assert (img.format, img.size) == (fmt, size)
     assert len(data) <= limit
-    assert img.convert("RGBA").getchannel("A").getextrema()[0] == 0 or source == "noisy"
+    alpha = np.asarray(img.convert("RGBA"))[..., 3]
+    if source == "sticker":  # the cut-out keeps its transparent surroundings
+        assert alpha.min() == 0
+        return
+    # opaque square art fills the canvas inside the target's margin, clear outside it
+    assert alpha[margin : size[1] - margin, margin : size[0] - margin].min() == 255
+    if margin:
+        assert alpha[:margin].max() == alpha[-margin:].max() == 0
+        assert alpha[:, :margin].max() == alpha[:, -margin:].max() == 0
 
 
 @pytest.mark.parametrize("source", ["sticker", "noisy"])

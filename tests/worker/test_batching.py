@@ -4,14 +4,13 @@ with their own seeds, outputs, pixels (as alone) and bills (their share of the c
 from __future__ import annotations
 
 import io
-import os
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pg
 import pytest
 from conftest import TinyModels, write_presets
 from PIL import Image
@@ -22,7 +21,6 @@ from sticker_maker.jobs import Job
 from sticker_maker.params import parse_request, resolve
 
 PRICE = 0.5
-PG = os.environ.get("STICKER_MAKER_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 
 
 def _services(tmp_path: Path, presets: Path | None = None, url: str | None = None) -> Services:
@@ -35,18 +33,11 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if request.param == "sqlite":
         yield None
         return
-    psycopg = pytest.importorskip("psycopg")
+    url = pg.create_database(pg.require(), "batch")
     try:
-        admin = psycopg.connect(f"{PG}/test", autocommit=True, connect_timeout=2)
-    except psycopg.Error:
-        pytest.skip("no PostgreSQL server to test against")
-    name = f"sm_batch_{uuid.uuid4().hex[:10]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{PG}/{name}"
+        yield url
     finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        pg.drop_database(url)
 
 
 def _submit(svc: Services, key_id: str, **fields: Any) -> Job:
