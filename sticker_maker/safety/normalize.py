@@ -15,7 +15,8 @@ where the text allows), and every token may have *variants*:
    ``i`` or ``l``: both are tried. Numbers alone (``1024``) stay numbers.
 3. Spacing and punctuation: words are split on anything that is not a letter or digit;
    a run of three or more single letters (``n u d e``, ``N.U.D.E``) is read as one word;
-   a second view joins each whitespace-separated chunk's pieces (``nu.de``, ``p-o-r-n``).
+   each whitespace-separated chunk with inner punctuation is also read as its pieces
+   joined (``nu.de``, ``p-o-r-n``), as a single word.
 4. Stretching: a word with a letter repeated three times or more (``nuuuude``) also
    yields the word with every run of a letter collapsed to one, compared with terms
    collapsed the same way (only then, so ``Bobs`` never matches ``boobs``).
@@ -117,32 +118,24 @@ def _join_letter_runs(tokens: list[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class Views:
-    """The token lists a prompt is read as (see the module doc)."""
+    """How a prompt is read (see the module doc)."""
 
+    #: its words, split on anything that is not a letter or digit, letter runs joined
     words: list[str]
-    #: each whitespace chunk's pieces joined; None when no chunk has inner punctuation
-    chunks: list[str] | None
-
-    def all(self) -> list[list[str]]:
-        return [self.words] if self.chunks is None else [self.words, self.chunks]
+    #: each whitespace chunk with inner punctuation, its pieces joined (``nu.de``)
+    joined: list[str]
 
 
 def views(text: str) -> Views:
-    """Fold ``text`` and split it into the views that are matched."""
-    chunks = [_unleet_symbols(c) for c in fold(text).split()]
+    """Fold ``text`` and split it into the tokens that are matched."""
     words: list[str] = []
     joined: list[str] = []
-    inner = False
-    for chunk in chunks:
-        pieces = _PIECES.findall(chunk)
+    for chunk in fold(text).split():
+        pieces = _PIECES.findall(_unleet_symbols(chunk))
         words.extend(pieces)
-        if pieces:
+        if len(pieces) > 1:
             joined.append("".join(pieces))
-            inner = inner or len(pieces) > 1
-    return Views(
-        _join_letter_runs(words),
-        _join_letter_runs(joined) if inner else None,
-    )
+    return Views(_join_letter_runs(words), joined)
 
 
 def primary(token: str) -> str:

@@ -125,11 +125,30 @@ class TermList:
     def categories(self, text: str) -> set[str]:
         """The categories of every listed term in ``text`` (empty: nothing listed)."""
         found: set[str] = set()
-        for tokens in text_views(text).all():
-            self._scan(tokens, found)
+        views = text_views(text)
+        self._scan(views.words, found)
+        for token in views.joined:  # ``nu.de``, ``p-o-r-n``: a chunk's pieces joined
+            self._word(token, found)
         return found
 
+    def _word(self, token: str, found: set[str]) -> None:
+        """One token against the single-word terms, each of its readings."""
+        for reading in variants(token):
+            category = self.words.get(reading)
+            if category is None and self._prefix_tuple and reading.startswith(self._prefix_tuple):
+                category = next(c for p, c in self.prefixes.items() if reading.startswith(p))
+            if category is not None:
+                found.add(category)
+        loose = stretched(primary(token))
+        if loose is not None:  # ``nuuuude``, ``pooooorn``: compared collapsed
+            category = self.collapsed.get(loose)
+            if category is None and self._prefix_tuple and loose.startswith(self._prefix_tuple):
+                category = next(c for p, c in self.prefixes.items() if loose.startswith(p))
+            if category is not None:
+                found.add(category)
+
     def _scan(self, tokens: list[str], found: set[str]) -> None:
+        """Words and phrases, after masking the allowed phrases."""
         readings = [primary(t) for t in tokens]
         count = len(tokens)
         masked = [False] * count
@@ -140,19 +159,7 @@ class TermList:
         for i, token in enumerate(tokens):
             if masked[i]:
                 continue
-            for reading in variants(token):
-                category = self.words.get(reading)
-                if (
-                    category is None
-                    and self._prefix_tuple
-                    and reading.startswith(self._prefix_tuple)
-                ):
-                    category = next(c for p, c in self.prefixes.items() if reading.startswith(p))
-                if category is not None:
-                    found.add(category)
-            loose = stretched(readings[i])
-            if loose is not None and loose in self.collapsed:
-                found.add(self.collapsed[loose])
+            self._word(token, found)
             for size in range(2, min(self.longest, count - i) + 1):
                 if masked[i + size - 1]:
                     break
