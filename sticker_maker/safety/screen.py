@@ -20,9 +20,11 @@ def load_terms(settings: SafetySettings) -> TermList:
     """The default list, then the operator's block and allow lists (files, then env)."""
     entries = parse(default_text(), where="the default list", default="sexual")
     for name in settings.block_files:
-        entries += read_file(Path(name).expanduser(), default="operator")
+        entries += read_file(
+            Path(name).expanduser(), default="operator", setting=f"{ENV}_BLOCK_FILES"
+        )
     for name in settings.allow_files:
-        allowed = read_file(Path(name).expanduser(), default="allow")
+        allowed = read_file(Path(name).expanduser(), default="allow", setting=f"{ENV}_ALLOW_FILES")
         entries += [("allow", term) for _, term in allowed]
     entries += [("operator", term) for term in settings.block_terms]
     entries += [("allow", term) for term in settings.allow_terms]

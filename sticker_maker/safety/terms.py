@@ -44,7 +44,7 @@ def default_text() -> str:
     )
 
 
-def parse(text: str, *, where: str, default: str) -> list[tuple[str, str]]:
+def parse(text: str, *, where: str, default: str, setting: str = "safety") -> list[tuple[str, str]]:
     """``(category, term)`` pairs of a list file; :class:`InvalidInput` names a bad line."""
     entries: list[tuple[str, str]] = []
     category = default
@@ -58,28 +58,30 @@ def parse(text: str, *, where: str, default: str) -> list[tuple[str, str]]:
                 raise InvalidInput(
                     f"{where} line {number}: unknown category [{category}]; "
                     f"allowed: {', '.join(CATEGORIES)}",
-                    "safety",
+                    setting,
                 )
             continue
         if not term_tokens(line.rstrip("*")):
             raise InvalidInput(
-                f"{where} line {number}: {line!r} has no letters or digits to match", "safety"
+                f"{where} line {number}: {line!r} has no letters or digits to match", setting
             )
         entries.append((category, line))
     return entries
 
 
-def read_file(path: Path, *, default: str) -> list[tuple[str, str]]:
-    """A list file's entries; an unreadable file is an error that names it (never skipped)."""
+def read_file(path: Path, *, default: str, setting: str) -> list[tuple[str, str]]:
+    """A list file's entries; an unreadable file is an error that names it and ``setting``
+    (never skipped)."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput(
-            f"safety list file {str(path)!r} cannot be read ({exc.__class__.__name__}: "
-            f"{getattr(exc, 'strerror', None) or exc}); fix the path or remove the setting",
-            "safety",
+            f"the list file {str(path)!r} cannot be read ({exc.__class__.__name__}: "
+            f"{getattr(exc, 'strerror', None) or exc}); fix the path or remove it from the "
+            "setting",
+            setting,
         ) from None
-    return parse(text, where=str(path), default=default)
+    return parse(text, where=str(path), default=default, setting=setting)
 
 
 @dataclass
