@@ -146,3 +146,17 @@ def test_serve_prints_what_is_wrong_and_exits(tmp_path: Path, monkeypatch) -> No
     assert result.exit_code == 1
     said = " ".join(result.stderr.split())
     assert "STICKER_MAKER_SAFETY_BLOCK_FILES" in said and "gone.txt' cannot be read" in said
+
+
+def test_the_sdk_raises_an_invalid_request_with_the_code(make_client) -> None:
+    import sticker_maker as sm
+
+    client: Client = make_client()
+    key = client.new_key()
+    with (
+        sm.Client("http://testserver", key, http_client=client) as sdk,
+        pytest.raises(sm.InvalidRequestError) as refused,
+    ):
+        sdk.submit("p0rn sticker", preset="sticker-maker")
+    assert refused.value.status_code == 422 and refused.value.code == "content_blocked"
+    assert sdk.submit("a cute cat", preset="sticker-maker").error_code is None
