@@ -172,6 +172,7 @@ class JobStore:
             progress_total=job_input.steps,
             created_at=now,
             webhook=webhook,
+            safety=values.get("safety"),
         )
 
     def get(self, job_id: str, key_id: str | None = None) -> Job:
