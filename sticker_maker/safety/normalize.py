@@ -14,7 +14,8 @@ where the text allows), and every token may have *variants*:
    also has letters (``p0rn``, ``s3x``, ``nud3``) are read as letters. ``1`` may be
    ``i`` or ``l``: both are tried. Numbers alone (``1024``) stay numbers.
 3. Spacing and punctuation: words are split on anything that is not a letter or digit;
-   a run of three or more single letters (``n u d e``, ``N.U.D.E``) is read as one word;
+   a run of three or more single letters (``n u d e``, ``N.U.D.E``) is read as one word,
+   and each stretch of three or more of its letters is tried too (``a n u d e``);
    each whitespace-separated chunk with inner punctuation is also read as its pieces
    joined (``nu.de``, ``p-o-r-n``), as a single word.
 4. Stretching: a word with a letter repeated three times or more (``nuuuude``) also
@@ -41,6 +42,8 @@ _SYMBOL_RUN = re.compile(r"[@$!|€£+]+(?=[0-9a-z])")
 _PIECES = re.compile(r"[^\W_]+")  # letters and digits of any script
 _RUN3 = re.compile(r"([a-z])\1\1")
 _RUNS = re.compile(r"([a-z])\1+")
+#: the longest run of single letters read as one word (bounds the stretches tried)
+MAX_RUN = 24
 
 
 @functools.cache
@@ -98,22 +101,32 @@ def collapse(token: str) -> str:
     return _RUNS.sub(r"\1", token)
 
 
-def _join_letter_runs(tokens: list[str]) -> list[str]:
-    """Runs of 3+ single letters become one word: ``n u d e`` → ``nude``."""
+def _letter_runs(tokens: list[str]) -> tuple[list[str], list[str]]:
+    """Runs of 3+ single letters become one word (``n u d e`` → ``nude``); also every
+    stretch of 3+ letters inside such a run, since a run may start with a real one-letter
+    word (``a n u d e`` → ``anude``, and ``nude``). Returns (tokens, stretches)."""
     out: list[str] = []
+    stretches: list[str] = []
     run: list[str] = []
     for token in [*tokens, ""]:
         if len(token) == 1 and token.isalpha():
             run.append(token)
             continue
         if len(run) >= 3:
-            out.append("".join(run))
+            letters = "".join(run[:MAX_RUN])
+            out.append(letters)
+            stretches.extend(
+                letters[start:end]
+                for start in range(len(letters))
+                for end in range(start + 3, len(letters) + 1)
+                if (start, end) != (0, len(letters))
+            )
         else:
             out.extend(run)
         run = []
         if token:
             out.append(token)
-    return out
+    return out, stretches
 
 
 @dataclass(frozen=True)
@@ -122,20 +135,22 @@ class Views:
 
     #: its words, split on anything that is not a letter or digit, letter runs joined
     words: list[str]
-    #: each whitespace chunk with inner punctuation, its pieces joined (``nu.de``)
-    joined: list[str]
+    #: single words also tried: each chunk with inner punctuation, its pieces joined
+    #: (``nu.de``), and the stretches of a run of single letters (``a n u d e``)
+    extra: list[str]
 
 
 def views(text: str) -> Views:
     """Fold ``text`` and split it into the tokens that are matched."""
     words: list[str] = []
-    joined: list[str] = []
+    extra: list[str] = []
     for chunk in fold(text).split():
         pieces = _PIECES.findall(_unleet_symbols(chunk))
         words.extend(pieces)
         if len(pieces) > 1:
-            joined.append("".join(pieces))
-    return Views(_join_letter_runs(words), joined)
+            extra.append("".join(pieces))
+    joined, stretches = _letter_runs(words)
+    return Views(joined, extra + stretches)
 
 
 def primary(token: str) -> str:

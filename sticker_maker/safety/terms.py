@@ -129,7 +129,7 @@ class TermList:
         found: set[str] = set()
         views = text_views(text)
         self._scan(views.words, found)
-        for token in views.joined:  # ``nu.de``, ``p-o-r-n``: a chunk's pieces joined
+        for token in views.extra:  # ``nu.de``, ``a n u d e``: tried as single words
             self._word(token, found)
         return found
 
