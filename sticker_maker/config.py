@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sticker_maker.engine.options import EngineOptions
+from sticker_maker.safety.settings import SafetySettings
 
 ENV_HOME = "STICKER_MAKER_HOME"
 ENV_PRESETS = "STICKER_MAKER_PRESETS"
@@ -99,6 +100,8 @@ class Settings:
     #: request bodies being received at once, in bytes, over all requests; beyond it new
     #: bodies get 503 with Retry-After (0 = no cap)
     max_bodies_in_flight_bytes: int = 64 * 1024 * 1024
+    #: content safety (README, "Content safety"): STICKER_MAKER_SAFETY_* variables
+    safety: SafetySettings = field(default_factory=SafetySettings)
 
     @classmethod
     def load(
@@ -110,6 +113,7 @@ class Settings:
         public_url: str | None = None,
         storage: str | None = None,
         engine: EngineOptions | None = None,
+        safety: SafetySettings | None = None,
         **overrides: Any,
     ) -> Settings:
         """Flags first, then environment variables, then defaults.
@@ -133,6 +137,7 @@ class Settings:
             public_url=public_url or os.environ.get(ENV_PUBLIC_URL) or None,
             storage_url=storage or os.environ.get(ENV_STORAGE) or None,
             engine=engine or EngineOptions.from_env(),
+            safety=safety or SafetySettings.from_env(),
             **_check_scale(_tunables(overrides)),
         )
 

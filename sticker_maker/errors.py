@@ -16,6 +16,7 @@ InsufficientCredits       406     balance below the job's reserved cost
 RequestTimeout            408     a request body that did not arrive in time
 PayloadTooLarge           413     request body over ``max_request_bytes``
 IdempotencyMismatch       422     an Idempotency-Key reused with another body
+ContentBlocked            422     the content policy refused the prompt (or, in a job, an image)
 RateLimited               429     per-key limits; carries ``retry_after``
 ServiceBusy               503     global queue full; carries ``retry_after``
 Unavailable               503     disk full / database unreachable (``faults.py``)
@@ -101,6 +102,37 @@ class PayloadTooLarge(StickerMakerError):
 class IdempotencyMismatch(StickerMakerError):
     status = 422
     code = "idempotency_key_reused"
+
+
+class ContentBlocked(StickerMakerError):
+    """The content policy refused the request: ``stage`` is ``prompt`` or ``image``.
+
+    The message is the same whatever matched: it never repeats the words (or says what
+    the image showed), so it cannot be used to probe the list.
+    """
+
+    status = 422
+    code = "content_blocked"
+
+    def __init__(self, stage: str, *, charged: bool = False) -> None:
+        self.stage = stage
+        self.charged = charged
+        if stage == "prompt":
+            message = (
+                "This prompt was refused by the service's content policy (stage: prompt). "
+                "Nothing was queued or charged; please change the prompt."
+            )
+        else:
+            billed = (
+                "Its GPU time was charged, as this service's policy says."
+                if charged
+                else "The credits it reserved were refunded."
+            )
+            message = (
+                "The generated image was refused by the service's content policy "
+                f"(stage: {stage}) and was not kept. {billed}"
+            )
+        super().__init__(message)
 
 
 class RateLimited(StickerMakerError):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Histogram
 
 __all__ = [
+    "CONTENT_BLOCKED",
     "GPU_SECONDS",
     "HANDED_BACK",
     "HEARTBEATS",
@@ -51,4 +52,10 @@ REAPED = Counter(
     "sticker_maker_jobs_reaped",
     "Jobs whose lease expired, by what this process's reaper did with them.",
     ["action"],
+)
+CONTENT_BLOCKED = Counter(
+    "sticker_maker_content_blocked",
+    "Requests the content policy refused in this process, by stage (prompt: at submit, "
+    "in the API; image: generated images, in the worker).",
+    ["stage"],
 )

@@ -114,6 +114,9 @@ class Preset:
     background_remover: str = "auto"
     #: credits charged per GPU-second of predict time
     price_per_second: float = 1.0
+    #: content safety level this preset needs at least (off|relaxed|standard|strict): it
+    #: makes a key's level stricter, never looser; None = the key's (README, "Content safety")
+    safety: str | None = None
 
     def upscale_problem(self) -> str | None:
         """Why ``upscale=true`` cannot run with this preset (None when it can)."""
@@ -286,6 +289,13 @@ def _preset_from_table(name: str, table: Any, existing: Preset | None, path: Pat
         if "{prompt}" not in getattr(preset, key):
             raise InvalidInput(f"{where} {key} must contain {{prompt}}", "presets")
     _check_upscale_keys(preset, where)
+    from sticker_maker.safety.policy import LEVELS
+
+    if preset.safety is not None and preset.safety not in LEVELS:
+        raise InvalidInput(
+            f"{where} safety {preset.safety!r} is unknown; allowed: {', '.join(LEVELS)}",
+            "presets",
+        )
     if preset.scheduler not in SCHEDULER_NAMES:
         raise InvalidInput(
             f"{where} scheduler {preset.scheduler!r} is unknown; allowed: "

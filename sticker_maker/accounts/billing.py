@@ -12,12 +12,14 @@ settle     -C          the job succeeded: C = predict_time x price_per_second
 =========  ==========  ==========================================================
 
 So a failed or canceled job costs nothing and a succeeded one costs exactly its
-measured GPU time. A job that shared one model call with others (batching across jobs)
-is billed its share of that call: ``billed_time`` (its images' fraction of the call,
-plus its own finishing) instead of ``predict_time``. C is capped at R: a job can never
-take more than was reserved, so the balance can never go negative (the reserve
-needed balance ≥ R). A capped charge is logged as a warning: raise
-``estimate_step_seconds`` for that hardware.
+measured GPU time (one exception, the operator's choice: a job whose generated image the
+content policy refused is charged its GPU time when
+``STICKER_MAKER_SAFETY_CHARGE_BLOCKED_IMAGES`` is on). A job that shared one model call
+with others (batching across jobs) is billed its share of that call: ``billed_time``
+(its images' fraction of the call, plus its own finishing) instead of ``predict_time``.
+C is capped at R: a job can never take more than was reserved, so the balance can never
+go negative (the reserve needed balance ≥ R). A capped charge is logged as a warning:
+raise ``estimate_step_seconds`` for that hardware.
 
 Exactly once per job: refund and settle are written in the same transaction as
 the fenced state change that ends the job (``JobStore``), and the unique index
@@ -107,15 +109,19 @@ def finalize(conn: Connection, job_row: Any) -> None:
     reserved = -float(held) if held is not None else 0.0
     if held is not None:
         add_to_ledger(conn, key_id, "refund", reserved, job_id=job_id)
-    if job_row["status"] != "succeeded":
+    billed = job_row.get("billed_time")
+    # a refused image is charged only when the worker was told to (billed_time is set)
+    refused = job_row.get("error_code") == "content_blocked" and billed is not None
+    if job_row["status"] != "succeeded" and not refused:
         return
     predict_time = float(job_row["predict_time"] or 0.0)
-    billed = job_row.get("billed_time")
     seconds = predict_time if billed is None else float(billed)
     price = float(job_row.get("price_per_second") or 0.0)
     charge = seconds * price
     note = f"{seconds:.3f} s x {price:g}/s"
-    if billed is not None:
+    if refused:
+        note += " (image refused by the content policy; GPU time charged)"
+    elif billed is not None:
         note += f" (its share of a batch that took {predict_time:.3f} s)"
     if charge > reserved:
         log.warning(

@@ -27,6 +27,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from sticker_maker.db import Database, api_keys, ledger
 from sticker_maker.errors import AuthenticationError, InvalidInput, NotFound
+from sticker_maker.safety.policy import check_level
 
 PREFIX = "sm_"
 SCOPES = ("user", "admin")
@@ -51,6 +52,8 @@ class ApiKey:
     requests_per_minute: int | None = None
     submits_per_minute: int | None = None
     max_active_jobs: int | None = None
+    #: content safety level (off|relaxed|standard|strict); None = the service default
+    safety: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -74,6 +77,7 @@ class ApiKey:
             requests_per_minute=row.get("requests_per_minute"),
             submits_per_minute=row.get("submits_per_minute"),
             max_active_jobs=row.get("max_active_jobs"),
+            safety=row.get("safety"),
         )
 
 
@@ -142,6 +146,7 @@ class KeyStore:
         label: str = "",
         scope: str = "user",
         credits: float = 0.0,
+        safety: str | None = None,
         **limits: int | None,
     ) -> NewKey:
         if scope not in SCOPES:
@@ -149,6 +154,7 @@ class KeyStore:
         if credits < 0:
             raise InvalidInput(f"{credits} is out of range (must be ≥ 0)", "credits")
         limits = _check_limits(limits)
+        check_level(safety, "safety")
         key_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(8))
         secret = _new_secret(key_id)
         now = time.time()
@@ -159,6 +165,7 @@ class KeyStore:
             "scope": scope,
             "created_at": now,
             "webhook_secret": new_webhook_secret(),
+            "safety": safety,
             **limits,
         }
         with self.db.write() as conn:
@@ -240,6 +247,14 @@ class KeyStore:
         if limits:
             with self.db.write() as conn:
                 conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(**limits))
+        return self.get(key_id)
+
+    def set_safety(self, key_id: str, level: str | None) -> ApiKey:
+        """Set the key's content safety level (None: back to the service default)."""
+        check_level(level, "safety")
+        self.get(key_id)
+        with self.db.write() as conn:
+            conn.execute(update(api_keys).where(api_keys.c.id == key_id).values(safety=level))
         return self.get(key_id)
 
     def grant(self, key_id: str, credits: float, note: str = "") -> float:

@@ -28,6 +28,7 @@ def key_info(key: ApiKey) -> dict[str, Any]:
         "created_at": iso(key.created_at),
         "last_used_at": iso(key.last_used_at),
         "revoked_at": iso(key.revoked_at),
+        "safety": key.safety,
     }
 
 

@@ -27,6 +27,17 @@ class KeyCreate(BaseModel):
     requests_per_minute: int | None = Limit
     submits_per_minute: int | None = Limit
     max_active_jobs: int | None = Limit
+    safety: Literal["off", "relaxed", "standard", "strict"] | None = Field(
+        default=None, description="content safety level; None = the service default"
+    )
+
+
+class KeySafety(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    level: Literal["off", "relaxed", "standard", "strict"] | None = Field(
+        description="content safety level; null = back to the service default"
+    )
 
 
 class KeyLimits(BaseModel):
@@ -100,3 +111,10 @@ def set_limits(key_id: str, body: KeyLimits, svc: Services = Depends(services)) 
     """Fields left out are unchanged; ``null`` returns one to the service default."""
     key = svc.keys.set_limits(key_id_of(key_id), **body.model_dump(exclude_unset=True))
     return {"key": _key_body(svc, key)}
+
+
+@router.post("/v1/keys/{key_id}/safety", summary="Set a key's content safety level (admin)")
+def set_safety(key_id: str, body: KeySafety, svc: Services = Depends(services)) -> dict[str, Any]:
+    """``relaxed`` or ``off`` for a trusted key, ``strict`` for a cautious one (README,
+    "Content safety"); a preset's own level can still make it stricter."""
+    return {"key": _key_body(svc, svc.keys.set_safety(key_id_of(key_id), body.level))}

@@ -39,7 +39,11 @@ def create_app(
     The reaper runs in every process (cheap and idempotent), so jobs of a dead worker
     return to the queue as long as any API or worker process is up.
     """
-    svc = Services.build(settings)
+    svc = Services.build(settings)  # loads the prompt check: a bad safety list stops here
+    if run_worker:
+        from sticker_maker.safety import verify_image_model
+
+        verify_image_model(settings.safety)  # a classifier that does not load stops serve
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -64,6 +68,7 @@ def create_app(
                 poll_interval=settings.poll_interval,
                 heartbeat_interval=settings.heartbeat_interval,
                 max_batch=settings.max_batch or None,
+                safety=settings.safety.to_dict(),
             )
             svc.jobs.on_submit.append(worker.wake)
             svc.jobs.on_cancel.append(worker.cancel)

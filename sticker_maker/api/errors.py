@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sticker_maker.errors import (
+    ContentBlocked,
     FieldError,
     InvalidInput,
     RateLimited,
@@ -56,12 +57,16 @@ def error_body(family: str, exc: StickerMakerError) -> dict[str, Any]:
     if family == "seed":
         return {"message": exc.message, "code": exc.status, "status_code": "error"}
     if family == "segmind":
+        if isinstance(exc, ContentBlocked):  # as a failed request: Segmind's FAILED
+            return {"status": "FAILED", "error": exc.message}
         return {"error": exc.message}
     body: dict[str, Any] = {"code": exc.code, "message": exc.message}
     if isinstance(exc, InvalidInput):
         body["fields"] = [{"field": e.field, "message": e.message} for e in exc.errors]
     if isinstance(exc, RateLimited | ServiceBusy):
         body["retry_after"] = exc.retry_after
+    if isinstance(exc, ContentBlocked):
+        body["stage"] = exc.stage
     return {"error": body}
 
 

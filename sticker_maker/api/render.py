@@ -47,6 +47,10 @@ def job_body(job: Job, root: str, *, position: int | None = None) -> dict:
         "input": job.input.model_dump(),
         "output": [{**o.to_dict(), "url": f"{root}/files/{o.file}"} for o in job.output],
         "error": job.error,
+        # a refusal by the content policy: code "content_blocked", stage "image" (a refused
+        # prompt never makes a job: the submit itself is answered 422)
+        "error_code": job.error_code,
+        "error_stage": "image" if job.error_code == "content_blocked" else None,
         "logs": job.logs,
         "progress": {"step": job.progress_step, "total": job.progress_total},
         "metrics": {

@@ -1,4 +1,4 @@
-"""``sticker-maker keys …``: create, list, revoke, rotate, grant, limits.
+"""``sticker-maker keys …``: create, list, revoke, rotate, grant, limits, safety.
 
 These work on the database directly (``--home`` or ``STICKER_MAKER_DATABASE_URL``),
 so the first admin key can be made before any server runs:
@@ -89,6 +89,19 @@ def _when(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
 
 
+SafetyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--safety",
+        help="Content safety level: off, relaxed, standard or strict (default: the "
+        "service's, $STICKER_MAKER_SAFETY, else standard). relaxed allows adult content "
+        "but never sexualised minors or sexual violence; off checks nothing (see README, "
+        '"Content safety").',
+        show_default=False,
+    ),
+]
+
+
 @keys_app.command("create")
 def keys_create(
     home: HomeOpt = None,
@@ -100,6 +113,7 @@ def keys_create(
     requests_per_minute: RpmOpt = None,
     submits_per_minute: SpmOpt = None,
     max_active_jobs: ActiveOpt = None,
+    safety: SafetyOpt = None,
 ) -> None:
     """Create an API key and print it. It is shown once: only its hash is stored."""
     err, _ = _console()
@@ -111,9 +125,12 @@ def keys_create(
             requests_per_minute=requests_per_minute,
             submits_per_minute=submits_per_minute,
             max_active_jobs=max_active_jobs,
+            safety=safety,
         )
+    level = f", safety {safety}" if safety else ""
     err.print(
-        f"Created {'admin' if admin else 'user'} key {new.key.prefix} with {credits:g} credits. "
+        f"Created {'admin' if admin else 'user'} key {new.key.prefix} with {credits:g} credits"
+        f"{level}. "
         "Store it now: it cannot be shown again.",
         highlight=False,
     )
@@ -222,6 +239,24 @@ def keys_limits(
         for name in LIMIT_FIELDS
     )
     err.print(f"{updated.prefix}: {shown}", highlight=False)
+
+
+@keys_app.command("safety")
+def keys_safety(
+    key: KeyArg,
+    level: Annotated[
+        str,
+        typer.Argument(help="off, relaxed, standard, strict, or default (the service's)."),
+    ],
+    home: HomeOpt = None,
+) -> None:
+    """Set a key's content safety level: relax it for a trusted key, or make it strict."""
+    from sticker_maker.accounts.keys import key_id_of
+
+    err, _ = _console()
+    with _store(home) as store:
+        updated = store.set_safety(key_id_of(key), None if level == "default" else level)
+    err.print(f"{updated.prefix}: safety={updated.safety or 'default'}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

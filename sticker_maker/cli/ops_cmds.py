@@ -161,6 +161,9 @@ def worker(
         db = Database(settings.database_url, pool_size=min(settings.db_pool_size, 3))
         db.upgrade()
         store_files = open_storage(settings.storage_url, settings.storage_dir)
+        from sticker_maker.safety import verify_image_model
+
+        verify_image_model(settings.safety)  # a classifier that does not load stops here
     except StickerMakerError as exc:
         raise _fail(exc.message) from None
     except Exception as exc:
@@ -178,6 +181,7 @@ def worker(
         drain_timeout=drain_timeout,
         worker_id=worker_id,
         max_batch=settings.max_batch or None,
+        safety=settings.safety.to_dict(),
     )
     reaper = Reaper(store, lease_timeout=settings.lease_timeout, max_attempts=settings.max_attempts)
     if metrics_port is not None:

@@ -38,6 +38,8 @@ api_keys = Table(
     Column("requests_per_minute", Integer),  # NULL = the service default
     Column("submits_per_minute", Integer),
     Column("max_active_jobs", Integer),
+    # migration 16: the key's content safety level (NULL = the service default)
+    Column("safety", String(16)),
 )
 
 jobs = Table(
@@ -70,6 +72,10 @@ jobs = Table(
     Column("billed_time", Float),
     # migration 7: jobs with equal keys can share one model call (params.batch_key_text)
     Column("batch_key", String(400)),
+    # migration 16: the safety level the job was admitted at (its image check follows it);
+    # the failure's code (``content_blocked``, ``model_unavailable`` …) when it has one
+    Column("safety", String(16)),
+    Column("error_code", String(40)),
     Index("ix_jobs_status_created", "status", "created_at"),
     Index("ix_jobs_key_created", "key_id", "created_at"),
     Index("ix_jobs_status_heartbeat", "status", "heartbeat_at"),  # migration 3: the reaper

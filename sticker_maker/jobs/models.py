@@ -83,6 +83,10 @@ class Job:
     predict_time: float | None = None
     #: webhook config (JSON: url, events, base_url) or None; see accounts.webhooks
     webhook: str | None = None
+    #: the content safety level it was admitted at (None: admitted before safety existed)
+    safety: str | None = None
+    #: the failure's code when it has one (``content_blocked``: its image was refused)
+    error_code: str | None = None
 
     @property
     def queue_time(self) -> float | None:
@@ -121,4 +125,6 @@ class Job:
             completed_at=row["completed_at"],
             predict_time=row["predict_time"],
             webhook=row.get("webhook"),
+            safety=row.get("safety"),
+            error_code=row.get("error_code"),
         )

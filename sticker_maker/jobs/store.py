@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import Connection, String, and_, bindparam, cast, func, insert, or_, select, update
 
@@ -86,7 +86,16 @@ _JOINERS = (
     .with_for_update(skip_locked=True)
 )
 
-Admission = Callable[[Connection, str, str, JobInput | UploadInput], dict[str, Any]]
+
+class Admission(Protocol):
+    """``screen`` runs first, outside any transaction (the content check); its result
+    goes to the call, inside the submit transaction, which may raise."""
+
+    def screen(self, job_input: JobInput | UploadInput) -> Any: ...
+
+    def __call__(
+        self, conn: Connection, key_id: str, job_id: str, job_input: Any, screened: Any
+    ) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -142,9 +151,11 @@ class JobStore:
             "webhook": webhook,
             "batch_key": batch_key_text(job_input) if isinstance(job_input, JobInput) else None,
         }
+        # the content check runs before the write transaction: a text model may be slow
+        screened = self.admission.screen(job_input) if self.admission is not None else None
         with self.db.write() as conn:
             if self.admission is not None:
-                values.update(self.admission(conn, key_id, job_id, job_input))
+                values.update(self.admission(conn, key_id, job_id, job_input, screened))
             conn.execute(insert(jobs).values(**values))
             if on_created is not None:
                 on_created(conn, job_id)
@@ -161,6 +172,7 @@ class JobStore:
             progress_total=job_input.steps,
             created_at=now,
             webhook=webhook,
+            safety=values.get("safety"),
         )
 
     def get(self, job_id: str, key_id: str | None = None) -> Job:
@@ -466,8 +478,23 @@ class JobStore:
             **extra,
         )
 
-    def fail(self, job: Job, error: str, predict_time: float | None = None, logs: str = "") -> bool:
-        extra = {"logs": jobs.c.logs + logs} if logs else {}
+    def fail(
+        self,
+        job: Job,
+        error: str,
+        predict_time: float | None = None,
+        logs: str = "",
+        *,
+        code: str | None = None,
+        billed_time: float | None = None,
+    ) -> bool:
+        """Mark failed. ``code``: the error's code (``content_blocked``…); ``billed_time``:
+        seconds to bill all the same (only a refused image, when the operator says so)."""
+        extra: dict[str, object] = {"logs": jobs.c.logs + logs} if logs else {}
+        if code is not None:
+            extra["error_code"] = code
+        if billed_time is not None:
+            extra["billed_time"] = billed_time
         return self._finish(job, JobStatus.FAILED, predict_time=predict_time, error=error, **extra)
 
     def mark_canceled(self, job: Job, predict_time: float | None = None) -> bool:

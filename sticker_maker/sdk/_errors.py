@@ -12,6 +12,8 @@ APIConnectionError         —            the service could not be reached (refu
 APITimeoutError            —            one HTTP request took longer than the client's timeout
 APIStatusError             other        the service answered with an error status
 InvalidRequestError        400, 422     a parameter is missing, unknown or out of range; ``fields``
+                                        (``code == "content_blocked"``: the content policy
+                                        refused the prompt; nothing was queued or charged)
 AuthenticationError        401          no API key, a wrong one or a revoked one
 PermissionDeniedError      403          the key may not do this (e.g. an admin route)
 NotFoundError              404          unknown job or file, another key's job, or expired
@@ -21,6 +23,8 @@ RateLimitError             429, 503     still limited (or the service busy) afte
                                         retries; ``retry_after`` in seconds
 ServerError                5xx          the service failed
 JobFailedError             —            the job ended ``failed``; ``job.error`` says why
+                                        (``job.error_code == "content_blocked"``: the
+                                        content policy refused its image)
 JobCanceledError           —            the job ended ``canceled`` (a JobFailedError)
 WaitTimeoutError           —            ``wait(timeout=…)`` ran out; the job keeps running
 =========================  ===========  ===================================================

@@ -154,6 +154,8 @@ class _JobFields:
     input: dict[str, Any] = field(repr=False)
     output: list[Any] = field(default_factory=list, repr=False)
     error: str | None = None
+    #: why it failed, when the service says (``content_blocked``: its image was refused)
+    error_code: str | None = None
     logs: str = field(default="", repr=False)
     progress: Progress = field(default_factory=Progress)
     metrics: Metrics = field(default_factory=Metrics, repr=False)
@@ -192,6 +194,7 @@ class _JobFields:
             out._client = self._client  # type: ignore[attr-defined]
             self.output.append(out)
         self.error = data.get("error")
+        self.error_code = data.get("error_code")
         self.logs = data.get("logs") or ""
         self.progress = Progress(int(progress.get("step") or 0), int(progress.get("total") or 0))
         self.metrics = Metrics(

@@ -125,6 +125,31 @@ function seconds(n) {
   return n === 1 ? "1 second" : `${n} seconds`;
 }
 
+/** A prompt the service's content policy refused (HTTP 422, code content_blocked). */
+const CONTENT_BLOCKED = {
+  title: "This request was refused by the service's content policy.",
+  detail:
+    "The service does not make sexual content or content that sexualises children. " +
+    "Nothing was queued or charged: change the description and try again.",
+};
+
+/** A finished job's failure as { title, detail } (a refused image says so in words). */
+export function describeFailure(job) {
+  if (job.error_code === "content_blocked") {
+    return {
+      title: "The sticker was refused by the service's content policy.",
+      detail:
+        "The picture that was made broke the service's content rules, so it was not kept " +
+        "or shown. " +
+        (/charged/.test(job.error || "")
+          ? "Its GPU time was charged, as this service's policy says."
+          : "Its credits were refunded.") +
+        " Try a different description.",
+    };
+  }
+  return { title: "Making the sticker failed.", detail: job.error || "" };
+}
+
 /**
  * An error as { title, detail }: the title says what happened and what to do, in plain words;
  * the detail is the server's own message where it adds something.
@@ -134,6 +159,7 @@ export function describeError(error) {
     return { title: "Something went wrong in the page.", detail: String(error?.message || error) };
   }
   const detail = error.message && error.message !== error.code ? error.message : "";
+  if (error.code === "content_blocked") return CONTENT_BLOCKED;
   switch (error.status) {
     case 0:
       return {

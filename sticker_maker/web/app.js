@@ -1,7 +1,7 @@
 // sticker-maker in the browser: the key, the two ways to make stickers, and the results.
 
 import { refreshCredits, refreshRecent } from "./account.js";
-import { ApiError, api, keyPrefix, keyStore } from "./api.js";
+import { ApiError, api, describeFailure, keyPrefix, keyStore } from "./api.js";
 import { renderBatch, stickersOf } from "./cards.js";
 import { StatusPanel, TERMINAL, watchJob } from "./jobs.js";
 import { Pack } from "./pack.js";
@@ -390,8 +390,9 @@ function finished(job) {
     batch.focus({ preventScroll: true });
     batch.scrollIntoView({ behavior: "smooth", block: "nearest" });
   } else if (job.status === "failed") {
-    showAlert("Making the sticker failed.", job.error || "");
-    announce("Making the sticker failed.");
+    const { title, detail } = describeFailure(job);
+    showAlert(title, detail);
+    announce(title);
   } else {
     toast("Canceled");
   }
@@ -425,7 +426,8 @@ async function openJob(job) {
   } else if (!TERMINAL.has(job.status) && !isBusy()) {
     await runJob(async () => job, {}, { tiles: job.input?.samples || 1 });
   } else if (job.status === "failed") {
-    showAlert("That job failed.", job.error || "");
+    const { title, detail } = describeFailure(job);
+    showAlert(title === "Making the sticker failed." ? "That job failed." : title, detail);
   } else {
     toast(job.status === "canceled" ? "That job was canceled." : "That job is still running.");
   }

@@ -5,10 +5,12 @@ pipe close (or kills this process) and fails the job.
 
 Messages, parent → child::
 
-    ("predict", job_id, kind, input_json, upload)   upload: the uploaded file's bytes
-                                                     (cutout, split) or None (generate)
-    ("batch", seq, [(slot, job_id, kind, input_json, upload), ...])
-    ("join", seq, [(slot, job_id, kind, input_json, upload), ...])
+    ("predict", job_id, kind, input_json, upload, safety)
+                                       upload: the uploaded file's bytes (cutout, split)
+                                       or None (generate); safety: the job's content
+                                       safety level (None: check images if configured)
+    ("batch", seq, [(slot, job_id, kind, input_json, upload, safety), ...])
+    ("join", seq, [(slot, job_id, kind, input_json, upload, safety), ...])
     ("stop",)
 
 Messages, child → parent::
@@ -19,7 +21,10 @@ Messages, child → parent::
     ("log", line)
     ("done", [Sticker], predict_time)
     ("canceled", predict_time)
-    ("error", message, predict_time)
+    ("error", message, predict_time, code, billed)
+                                       code: the error's code (``content_blocked``…) or
+                                       None; billed: seconds to bill all the same (a
+                                       refused image, when the operator charges it) or None
 
 For a ``batch`` each of these comes wrapped as ``("job", job_id, message)``, ``done``
 with a third value, the seconds billed (``None``: its ``predict_time``). Generation jobs
@@ -63,7 +68,13 @@ def job_message(job: Job, storage: Storage) -> tuple[Any, ...]:
                 "the uploaded image is no longer in storage (outputs and uploads are kept "
                 "for a limited time); upload it again"
             ) from None
-    return ("predict", job.id, job.kind, job.input.model_dump_json(), upload)
+    return ("predict", job.id, job.kind, job.input.model_dump_json(), upload, job.safety)
+
+
+def _error(exc: StickerMakerError, seconds: float, share: float | None = None) -> tuple[Any, ...]:
+    """The ``error`` message for a known error (a refused image may be billed)."""
+    billed = (share if share is not None else seconds) if getattr(exc, "charged", False) else None
+    return ("error", exc.message, seconds, exc.code, billed)
 
 
 def _prepare(predictor: Predictor, config: dict[str, Any]) -> str | None:
@@ -73,6 +84,16 @@ def _prepare(predictor: Predictor, config: dict[str, Any]) -> str | None:
     except Exception as exc:
         return f"worker setup failed: {exc}"
     return None
+
+
+def _setup_safety(predictor: Predictor, config: dict[str, Any]) -> None:
+    """The image check from the worker's settings (else the environment's): it loads or
+    the setup fails, so generation jobs fail rather than run unchecked."""
+    from sticker_maker.safety import SafetySettings
+
+    given = config.get("safety")
+    settings = SafetySettings.from_dict(given) if given else SafetySettings.from_env()
+    predictor.setup_safety(settings)
 
 
 def _exit_with_parent() -> None:
@@ -108,6 +129,7 @@ def child_main(conn: Connection, cancel: Event, config: dict[str, Any], flags: A
     predictor = Predictor()
     prepare_error = _prepare(predictor, config)
     try:
+        _setup_safety(predictor, config)
         predictor.setup(
             config.get("presets_file"), config.get("cache_size", 2), config.get("engine_options")
         )
@@ -134,7 +156,7 @@ def child_main(conn: Connection, cancel: Event, config: dict[str, Any], flags: A
             )
             conn.send(("batch_end", taken))
             continue
-        _, _job_id, kind, input_json, upload = message
+        _, _job_id, kind, input_json, upload, *level = message
         _run_one(
             conn.send,
             predictor,
@@ -144,6 +166,7 @@ def child_main(conn: Connection, cancel: Event, config: dict[str, Any], flags: A
             cancel.is_set,
             setup_error,
             prepare_error,
+            level[0] if level else None,
         )
 
 
@@ -156,6 +179,7 @@ def _run_one(
     should_cancel: Callable[[], bool],
     setup_error: str | None,
     prepare_error: str | None,
+    safety: str | None = None,
 ) -> None:
     """One job, its messages through ``send``."""
     started = time.perf_counter()
@@ -178,12 +202,13 @@ def _run_one(
             on_progress=lambda step, total: send(("progress", step, total)),
             should_cancel=should_cancel,
             log=lambda line: send(("log", line)),
+            safety=safety,
         )
         send(("done", stickers, predict_time()))
     except JobCanceled:
         send(("canceled", predict_time()))
     except StickerMakerError as exc:
-        send(("error", exc.message, predict_time()))
+        send(_error(exc, predict_time()))
     except Exception as exc:
         traceback.print_exc(file=sys.stderr)
         send(("error", f"{type(exc).__name__}: {exc}", predict_time()))
@@ -233,7 +258,7 @@ def _run_batch(
             if isinstance(result, JobCanceled):
                 send(("canceled", seconds))
             elif isinstance(result, StickerMakerError):
-                send(("error", result.message, seconds))
+                send(_error(result, seconds, share))
             elif isinstance(result, Exception):
                 traceback.print_exception(result, file=sys.stderr)
                 send(("error", f"{type(result).__name__}: {result}", seconds))
@@ -245,7 +270,7 @@ def _run_batch(
     def split(items: list[tuple[Any, ...]]) -> list[Task]:
         """Run what cannot share a call now; return the generation jobs as tasks."""
         tasks = []
-        for slot, job_id, kind, input_json, upload in items:
+        for slot, job_id, kind, input_json, upload, *level in items:
             send = tagged(job_id)
             if kind != "generate" or setup_error is not None:
                 _run_one(
@@ -257,6 +282,7 @@ def _run_batch(
                     cancelled(slot),
                     setup_error,
                     prepare_error,
+                    level[0] if level else None,
                 )
                 continue
             tasks.append(
@@ -266,6 +292,7 @@ def _run_batch(
                     lambda step, total, send=send: send(("progress", step, total)),
                     cancelled(slot),
                     lambda line, send=send: send(("log", line)),
+                    level[0] if level else None,
                 )
             )
         return tasks

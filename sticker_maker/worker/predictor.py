@@ -18,9 +18,11 @@ from typing import Any
 
 from PIL import Image
 
+from sticker_maker.errors import ContentBlocked
 from sticker_maker.inputs import CutoutInput, SplitInput
 from sticker_maker.params import JobInput
 from sticker_maker.presets import PresetRegistry, load_presets
+from sticker_maker.safety import ImageScreen, SafetySettings, checks_images
 from sticker_maker.worker import stickers as finishing_steps
 
 LogFn = Callable[[str], None]
@@ -75,6 +77,8 @@ class Task:
     on_progress: Callable[[int, int], None] | None = None
     should_cancel: Callable[[], bool] | None = None
     log: LogFn = lambda _line: None
+    #: the safety level the job was admitted at (None: check its images if configured)
+    safety: str | None = None
 
 
 class Predictor:
@@ -83,6 +87,29 @@ class Predictor:
 
     def __init__(self) -> None:
         self.engine: Any = None  # an Engine, set by setup()
+        #: the image check (set by setup_safety when an image model is configured)
+        self.images: ImageScreen | None = None
+        self.charge_blocked_images = False
+
+    def setup_safety(self, settings: SafetySettings) -> None:
+        """Load the image classifier, if one is configured (errors: ``InvalidInput``)."""
+        self.charge_blocked_images = settings.charge_blocked_images
+        self.images = ImageScreen.from_settings(settings)
+
+    def screen(self, images: list[Image.Image], level: str | None, log: LogFn) -> None:
+        """Refuse the job (:class:`ContentBlocked`, stage image) when the image check
+        flags any of its images; nothing of it has been finished or stored yet."""
+        if self.images is None or (level is not None and not checks_images(level)):
+            return
+        started = time.perf_counter()
+        flagged = self.images.flagged(images)
+        log(
+            f"image check: {len(images)} image(s) in "
+            f"{(time.perf_counter() - started) * 1000:.0f} ms"
+            + (", refused" if any(flagged) else "")
+        )
+        if any(flagged):
+            raise ContentBlocked("image", charged=self.charge_blocked_images)
 
     def setup(
         self,
@@ -105,6 +132,7 @@ class Predictor:
         on_progress: Callable[[int, int], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
         log: LogFn | None = None,
+        safety: str | None = None,
     ) -> list[Sticker]:
         assert self.engine is not None, "call setup() first"
         log = log or (lambda _line: None)
@@ -127,6 +155,7 @@ class Predictor:
             + (" (upscaled 2x and refined)" if job.upscale else "")
             + f" in {time.perf_counter() - started:.2f}s"
         )
+        self.screen([g.image for g in images], safety, log)
         stickers = []
         for generated in images:
             sticker = finishing_steps.finish(generated.image, preset, job.finishing, log)
@@ -181,6 +210,7 @@ class Predictor:
                 f"generated {len(result.images)} image(s) {size}{shared} in "
                 f"{result.seconds:.2f}s (billed {result.share:.3f}s)"
             )
+            self.screen([g.image for g in result.images], task.safety, task.log)
             stickers: list[Sticker] | Exception = [
                 sticker_output(
                     g.image,
@@ -210,8 +240,10 @@ class Predictor:
         on_progress: Callable[[int, int], None],
         should_cancel: Callable[[], bool] | None = None,
         log: LogFn | None = None,
+        safety: str | None = None,
     ) -> list[Sticker]:
-        """One job of any kind (``upload``: the uploaded file of a cutout/split job)."""
+        """One job of any kind (``upload``: the uploaded file of a cutout/split job;
+        ``safety``: the level it was admitted at, for the image check)."""
         log = log or (lambda _line: None)
         if kind == "generate":
             return self.predict(
@@ -219,6 +251,7 @@ class Predictor:
                 on_progress=on_progress,
                 should_cancel=should_cancel,
                 log=log,
+                safety=safety,
             )
         if self.presets is None:
             self.prepare()

@@ -25,9 +25,16 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
+from sticker_maker.errors import ContentBlocked
 from sticker_maker.faults import is_database_unreachable, is_disk_full, is_storage_unreachable
 from sticker_maker.jobs import Job, JobStore, OutputFile
-from sticker_maker.metrics import GPU_SECONDS, HANDED_BACK, JOBS_FINISHED, PREDICT_TIME
+from sticker_maker.metrics import (
+    CONTENT_BLOCKED,
+    GPU_SECONDS,
+    HANDED_BACK,
+    JOBS_FINISHED,
+    PREDICT_TIME,
+)
 from sticker_maker.storage import Storage, new_file_name
 
 if TYPE_CHECKING:
@@ -79,19 +86,30 @@ class Recorder:
         error: str | None,
         predict_time: float | None = None,
         logs: str = "",
+        code: str | None = None,
+        billed_time: float | None = None,
     ) -> None:
-        """Record a job's end (fenced); count it if this attempt still owned the job."""
+        """Record a job's end (fenced); count it if this attempt still owned the job.
+
+        ``code``: the error's code; ``billed_time``: seconds billed although it failed
+        (only a refused image, when the operator charges for it)."""
 
         def record() -> bool:
             if status == "canceled":
                 return self.store.mark_canceled(job, predict_time)
-            return self.store.fail(job, error or "failed", predict_time, logs)
+            return self.store.fail(
+                job, error or "failed", predict_time, logs, code=code, billed_time=billed_time
+            )
 
         try:
             owned = self._patiently(job, record, lambda: self._ended_as(job, status))
         except Exception:
             log.exception("could not record the end of job %s; its lease will expire", job.id)
             return
+        if owned and code == ContentBlocked.code:
+            CONTENT_BLOCKED.labels("image").inc()
+            # the job and the stage, never the prompt
+            log.info("job %s refused by the content policy: stage image", job.id)
         if owned:
             JOBS_FINISHED.labels(status).inc()
             if predict_time:

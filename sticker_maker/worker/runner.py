@@ -115,6 +115,7 @@ class Worker:
         max_batch: int | None = None,
         drain_timeout: float = 0.0,
         listen: bool = True,
+        safety: dict[str, Any] | None = None,
     ) -> None:
         self.store = store
         self.storage = storage
@@ -123,6 +124,8 @@ class Worker:
             "presets_file": presets_file,
             "cache_size": cache_size,
             "engine_options": engine_options,
+            # content safety (SafetySettings.to_dict); None: the model process reads the env
+            "safety": safety,
         }
         self.poll_interval = poll_interval
         self.heartbeat_interval = heartbeat_interval
@@ -326,7 +329,7 @@ class Worker:
         now = time.monotonic()
         for job in jobs:
             try:
-                _, job_id, kind_, input_json, upload = job_message(job, self.storage)
+                _, job_id, kind_, input_json, upload, safety = job_message(job, self.storage)
             except Exception as exc:
                 self.store.fail(job, str(exc))
                 continue
@@ -335,7 +338,7 @@ class Worker:
             self._running[job.id] = _Running(
                 job, slot, seq=self._seq, sent_at=now, total=job.progress_total
             )
-            items.append((slot, job_id, kind_, input_json, upload))
+            items.append((slot, job_id, kind_, input_json, upload, safety))
         if items:
             child.conn.send((kind, self._seq, items))
             self.jobs_done += len(items)
@@ -518,8 +521,11 @@ class Worker:
                 self.recorder.hand_back(job)
             else:
                 self._canceled(running, message[1])
-        elif kind == "error":
-            self.recorder.end(job, "failed", message[1], message[2] or None, running.take_lines())
+        elif kind == "error":  # ("error", message, seconds[, code, billed])
+            code, billed = (*message[3:5], None, None)[:2]
+            self.recorder.end(
+                job, "failed", message[1], message[2] or None, running.take_lines(), code, billed
+            )
 
     def _canceled(self, running: _Running, predict_time: float) -> None:
         """Record where the job stopped, then mark it canceled."""

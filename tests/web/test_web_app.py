@@ -462,3 +462,16 @@ def test_keyboard_and_labels(browser: Any, server: RunningServer) -> None:
     ]
     assert job["input"]["finishing"]["border"] == 0
     page.context.close()
+
+
+def test_a_refused_prompt_is_explained_in_words(browser: Any, server: RunningServer) -> None:
+    page = new_page(browser, server, key=server.new_key())
+    page.fill("#prompt", "a n u d e woman")
+    page.click("#generate")
+    page.wait_for_selector("#form-error:not([hidden])")
+    title = page.text_content("#form-error-title")
+    assert title == "This request was refused by the service's content policy."
+    detail = page.text_content("#form-error-detail")
+    assert "Nothing was queued or charged" in detail and "nude" not in detail
+    shot(page, "14-refused-by-content-policy")
+    page.context.close()
