@@ -13,6 +13,7 @@ from sticker_maker.api import (
     account,
     admin,
     errors,
+    fallback,
     files,
     finishing,
     metrics,
@@ -105,6 +106,8 @@ def create_app(
 
     # Last: the catch-all /v1/<model> and /v2/<model> routes must not shadow the others.
     app.include_router(segmind.router)
+    # Then any other /v1 or /v2 path: 404 in its family's envelope (never a 405).
+    app.include_router(fallback.router)
     # The page and its assets (/, /web/...) after every API route: they never shadow one.
     app.include_router(web.router)
     return app
