@@ -208,6 +208,8 @@ class WebhookSender:
         """The same bytes on every attempt: rendered from the event's stored snapshot."""
         event = json.loads(row["payload"])
         data = self.render(event["job"], event.get("base_url", ""))
+        if webhooks.is_bare(event["job"].get("webhook")):  # Replicate: the bare prediction
+            return json.dumps(data, separators=(",", ":")).encode()
         envelope = {"type": event["type"], "timestamp": _iso(event["timestamp"]), "data": data}
         return json.dumps(envelope, separators=(",", ":"), sort_keys=True).encode()
 

@@ -13,11 +13,13 @@ from sticker_maker.api import (
     account,
     admin,
     errors,
+    events,
     fallback,
     files,
     finishing,
     metrics,
     native,
+    replicate,
     seed_compat,
     segmind,
     web,
@@ -93,6 +95,8 @@ def create_app(
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes, skip=finishing.UPLOAD_PATHS)
     app.include_router(native.router)
+    app.include_router(events.router)
+    app.include_router(replicate.router)
     app.include_router(account.router)
     app.include_router(admin.router)
     app.include_router(seed_compat.router)
@@ -118,7 +122,13 @@ def _background(svc: Services) -> list:  # type: ignore[type-arg]
     from sticker_maker.accounts.retention import Sweeper
     from sticker_maker.accounts.webhook_sender import WebhookSender
     from sticker_maker.api.render import job_body
+    from sticker_maker.api.replicate_models import Asked, prediction
     from sticker_maker.jobs import Job
+
+    def webhook_data(job: Job, root: str) -> dict:  # type: ignore[type-arg]
+        asked = Asked.load(job.api)  # a Replicate prediction: its webhooks carry it bare
+        return prediction(job, asked, root) if asked else job_body(job, root)
+
     from sticker_maker.jobs.reaper import Reaper
 
     settings = svc.settings
@@ -127,7 +137,7 @@ def _background(svc: Services) -> list:  # type: ignore[type-arg]
         Sweeper(svc.db, svc.storage, settings.retention_seconds, settings.sweep_interval),
         WebhookSender(
             svc.db,
-            lambda row, root: job_body(Job.from_row(row), root),
+            lambda row, root: webhook_data(Job.from_row(row), root),
             allow_networks=settings.webhook_allow_networks,
             timeout=settings.webhook_timeout,
             max_attempts=settings.webhook_max_attempts,

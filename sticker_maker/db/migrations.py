@@ -97,11 +97,17 @@ def _0007_batching(conn: Connection) -> None:
     add_column(conn, "jobs", "batch_key", "VARCHAR(400)")
 
 
+def _0014_replicate(conn: Connection) -> None:
+    add_column(conn, "jobs", "api", "TEXT")
+    schema.uploads.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "keys, jobs, ledger", _0001_initial),
     (2, "accounts: credits, limits, files, idempotency, webhooks", _0002_accounts),
     (3, "scale-out: worker registry, lease index", _0003_scale_out),
     (7, "batching: jobs.batch_key, jobs.billed_time (share of a shared call)", _0007_batching),
+    (14, "Replicate API: jobs.api (how it was asked), uploads (POST /v1/files)", _0014_replicate),
 ]
 
 

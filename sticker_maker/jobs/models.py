@@ -83,6 +83,8 @@ class Job:
     predict_time: float | None = None
     #: webhook config (JSON: url, events, base_url) or None; see accounts.webhooks
     webhook: str | None = None
+    #: how another API asked for the job (JSON), e.g. the Replicate version and input
+    api: str | None = None
 
     @property
     def queue_time(self) -> float | None:
@@ -121,4 +123,5 @@ class Job:
             completed_at=row["completed_at"],
             predict_time=row["predict_time"],
             webhook=row.get("webhook"),
+            api=row.get("api"),
         )

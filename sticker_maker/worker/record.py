@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from sticker_maker.jobs import Job, JobStore, OutputFile
 from sticker_maker.metrics import GPU_SECONDS, HANDED_BACK, JOBS_FINISHED, PREDICT_TIME
-from sticker_maker.storage import Storage, new_file_name
+from sticker_maker.storage import Storage, content_type, new_file_name
 
 if TYPE_CHECKING:
     from sticker_maker.worker.predictor import Sticker
@@ -68,7 +68,7 @@ class Recorder:
         try:
             for index, sticker in enumerate(stickers):
                 for kind, data, width, height in sticker.files():
-                    name = new_file_name("png")
+                    name = new_file_name(sticker.ext)
                     self.storage.put(name, data)
                     outputs.append(
                         OutputFile(
@@ -78,6 +78,7 @@ class Recorder:
                             seed=sticker.seed,
                             width=width,
                             height=height,
+                            content_type=content_type(name),
                         )
                     )
             owned = self.store.complete(job, outputs, predict_time, billed_time, logs, progress)
