@@ -1,4 +1,5 @@
-"""Retention: jobs, their inputs and files are deleted ``retention_seconds`` after completion.
+"""Retention: jobs, their inputs and files are deleted ``retention_seconds`` after completion
+(files uploaded as inputs with ``POST /v1/files``: after the upload).
 
 A background thread in ``serve`` (one per API process; the deletes are idempotent,
 so several sweeping at once is harmless) runs :func:`sweep` every
@@ -20,7 +21,7 @@ from sqlalchemy import delete, select
 
 from sticker_maker.accounts import limits
 from sticker_maker.accounts.idempotency import IdempotencyStore
-from sticker_maker.db import Database, files, jobs, webhook_deliveries
+from sticker_maker.db import Database, files, jobs, uploads, webhook_deliveries
 from sticker_maker.storage import Storage
 
 log = logging.getLogger("sticker_maker.retention")
@@ -70,7 +71,17 @@ def sweep(
         result.files += len(names)
         if len(ids) < BATCH:
             break
+    with db.read() as conn:  # files uploaded as inputs (POST /v1/files) expire too
+        uploaded = conn.execute(
+            select(uploads.c.id, uploads.c.name).where(uploads.c.created_at < cutoff)
+        ).all()
+    for _, name in uploaded:
+        with contextlib.suppress(FileNotFoundError):
+            storage.delete(name)
+    result.files += len(uploaded)
     with db.write() as conn:
+        if uploaded:
+            conn.execute(delete(uploads).where(uploads.c.id.in_([i for i, _ in uploaded])))
         result.other += IdempotencyStore.expire(conn, cutoff)
         result.other += (
             conn.execute(

@@ -20,6 +20,7 @@ from sticker_maker.api import (
     metrics,
     native,
     replicate,
+    replicate_files,
     seed_compat,
     segmind,
     web,
@@ -93,10 +94,15 @@ def create_app(
     woken = run_worker or svc.db.is_postgres
     app.state.waiter = JobWaiter(svc.jobs, first_poll=1.0 if woken else 0.1)
     errors.install(app)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes, skip=finishing.UPLOAD_PATHS)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_request_bytes,
+        skip=(*finishing.UPLOAD_PATHS, replicate_files.UPLOAD_PATH),
+    )
     app.include_router(native.router)
     app.include_router(events.router)
     app.include_router(replicate.router)
+    app.include_router(replicate_files.router)
     app.include_router(account.router)
     app.include_router(admin.router)
     app.include_router(seed_compat.router)

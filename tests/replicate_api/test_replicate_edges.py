@@ -539,3 +539,119 @@ def test_async_client(app: App) -> None:
 
     model, created = asyncio.run(main())
     assert model.latest_version.id == V2_ID and created.status == "starting"
+
+
+# -- files as inputs -----------------------------------------------------------------------
+
+
+def _png_file(tmp_path: Path, size: int = 64) -> Path:
+    path = tmp_path / "cat.png"
+    Image.new("RGB", (size, size), (200, 30, 30)).save(path)
+    return path
+
+
+def test_files_create_get_list_delete(app: App, tmp_path: Path) -> None:
+    path = _png_file(tmp_path)
+    created = app.replicate.files.create(path, metadata={"for": "stickers"})
+    assert (created.name, created.content_type, created.size) == (
+        "cat.png",
+        "image/png",
+        path.stat().st_size,
+    )
+    assert created.metadata == {"for": "stickers"} and len(created.checksums["sha256"]) == 64
+    assert created.urls["get"] == f"{app.root}/v1/files/{created.id}"
+    assert app.replicate.files.get(created.id).checksums == created.checksums
+    assert [f.id for f in app.replicate.files.list()] == [created.id]
+    download = app.http.get(f"/v1/files/{created.id}/download")
+    assert download.content == path.read_bytes()
+    other = app.client(app.svc.keys.create(credits=1).secret)
+    with pytest.raises(ReplicateError) as err:
+        other.files.get(created.id)
+    assert err.value.status == 404
+    assert app.replicate.files.delete(created.id) is True
+    with pytest.raises(ReplicateError) as err:
+        app.replicate.files.get(created.id)
+    assert err.value.status == 404
+
+
+def test_files_are_checked_like_image_uploads(app: App, tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not an image")
+    with pytest.raises(ReplicateError) as err:
+        app.replicate.files.create(text)
+    assert err.value.status == 422 and (err.value.detail or "").startswith(
+        "content: is not an image"
+    )
+    with pytest.raises(ReplicateError) as err:
+        app.replicate.files.create(_png_file(tmp_path), metadata=None)  # fine
+        app.replicate.files.create(io.BytesIO(b"\x89PNG\r\n\x1a\n" + b"0" * 100))
+    assert err.value.status == 422 and (err.value.detail or "").startswith("content:")
+
+
+def test_files_expire_with_retention(app: App, tmp_path: Path) -> None:
+    from sticker_maker.accounts.retention import sweep
+
+    created = app.replicate.files.create(_png_file(tmp_path))
+    retention = app.svc.settings.retention_seconds
+    sweep(app.svc.db, app.svc.storage, retention, now=time.time() + retention + 1)
+    with pytest.raises(ReplicateError) as err:
+        app.replicate.files.get(created.id)
+    assert err.value.status == 404
+
+
+class ImageHost:
+    """A local web server with one PNG (127.0.0.1 is an allowed network in these tests)."""
+
+    def __init__(self, body: bytes) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path != "/cat.png":
+                    self.send_response(302)
+                    self.send_header("Location", "/cat.png")
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_image_inputs_by_url(app: App, tmp_path: Path) -> None:
+    import base64
+
+    path = _png_file(tmp_path)
+    uploaded = app.replicate.files.create(path).urls["get"]
+    data_url = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+    host = ImageHost(path.read_bytes())
+    try:
+        for value in (uploaded, data_url, f"{host.url}/cat.png"):
+            r = app.http.post("/v1/cutouts", files={"image": (None, value)})
+            assert r.status_code == 201, r.text
+            assert r.json()["input"]["width"] == 64
+        refused = {
+            f"{host.url}/elsewhere": "image: could not be fetched: the server answered HTTP 302",
+            "http://10.1.2.3/cat.png": "image: cannot be fetched: refused: 10.1.2.3 is a private",
+            "ftp://example.com/cat.png": "image: must be an image file, a data: URL or an http",
+            "data:image/png,rawbytes": "image: must be a base64 data: URL",
+            f"{app.root}/v1/files/nope": "image: names no file of yours here",
+        }
+        for value, message in refused.items():
+            r = app.http.post("/v1/splits", files={"image": (None, value)})
+            assert r.status_code == 400, r.text
+            assert r.json()["error"]["message"].startswith(message), r.json()
+    finally:
+        host.server.shutdown()
+    other = httpx.post(
+        f"{app.root}/v1/cutouts",
+        files={"image": (None, uploaded)},
+        headers={"authorization": f"Bearer {app.svc.keys.create(credits=10).secret}"},
+    )
+    assert other.status_code == 400 and "no file of yours" in other.json()["error"]["message"]
