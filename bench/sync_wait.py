@@ -34,7 +34,8 @@ def main(n: int) -> None:
     from conftest import start_server, stop_server  # type: ignore[import-not-found]
 
     presets = tiny_presets()
-    server = start_server(Path(tempfile.mkdtemp(prefix="sm-bench-")) / "home", presets)
+    home = Path(tempfile.mkdtemp(prefix="sm-bench-")) / "home"
+    server = start_server(home, presets, "--sync-timeout", "300")  # a busy machine is slow
     try:
         key = server.new_key()
         h = {"x-api-key": key}

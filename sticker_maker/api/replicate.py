@@ -25,6 +25,7 @@ outputs: ``api/replicate_models.py``.
 from __future__ import annotations
 
 import json
+import time
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any, Literal
@@ -162,14 +163,26 @@ async def _create(
     key: ApiKey,
     svc: Services,
 ) -> Any:
+    arrived = time.monotonic()
     wait = prefer_wait(prefer)
     job, asked = await run_in_threadpool(_submit, version, body, request, key, svc)
     root = base_url(request, svc)
     if wait:
+        # the client reads for wait + 0.5 s: answer by then, counting from the arrival
+        left = max(0.0, arrival_margin(arrived, wait))
         waiter: JobWaiter = request.app.state.waiter
-        job = await waiter.wait(job.id, key.id, wait, gone=request.is_disconnected)
+        job = await waiter.wait(job.id, key.id, left, gone=request.is_disconnected)
         response.headers["Preference-Applied"] = f"wait={wait}"
     return prediction(job, asked, root, waited=bool(wait))
+
+
+#: how much sooner than ``wait`` seconds after its arrival a waiting request answers
+ANSWER_MARGIN = 0.4
+
+
+def arrival_margin(arrived: float, wait: int) -> float:
+    """Seconds left to wait: ``wait`` from the arrival, less the answer's margin."""
+    return arrived + wait - ANSWER_MARGIN - time.monotonic()
 
 
 def _submit(
