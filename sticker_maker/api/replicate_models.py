@@ -363,6 +363,8 @@ class Asked:
     model: str
     kind: str
     input: dict[str, Any]
+    #: retention removed its input and output (``accounts.retention``)
+    removed: bool = False
 
     def dump(self) -> str:
         return json.dumps({"family": "replicate", **asdict(self)})
@@ -375,7 +377,13 @@ class Asked:
             return None
         if not isinstance(data, dict) or data.get("family") != "replicate":
             return None
-        return cls(data["version"], data["model"], data["kind"], dict(data["input"]))
+        return cls(
+            data["version"],
+            data["model"],
+            data["kind"],
+            dict(data["input"]),
+            bool(data.get("removed", False)),
+        )
 
 
 def progress_line(step: int, total: int) -> str:
@@ -399,7 +407,7 @@ def prediction(
     status = STATUS[job.status]
     if waited and not job.status.is_terminal:
         status = "starting"
-    removed = bool(
+    removed = asked.removed or bool(
         retention is not None
         and job.completed_at is not None
         and (now if now is not None else time.time()) - job.completed_at > retention

@@ -555,3 +555,29 @@ def test_image_inputs_by_url(app: App, tmp_path: Path) -> None:
         headers={"authorization": f"Bearer {app.svc.keys.create(credits=10).secret}"},
     )
     assert other.status_code == 400 and "no file of yours" in other.json()["error"]["message"]
+
+
+def test_retention_removes_a_predictions_data_and_keeps_its_record(app: App) -> None:
+    from sticker_maker.accounts.retention import RECORD_SECONDS, sweep
+
+    prediction = app.replicate.models.predictions.create(
+        model="fofr/sticker-maker", input={"prompt": "a secret"}
+    )
+    app.play_worker()
+    native = app.http.post("/v1/jobs", json={"prompt": "x"}).json()["id"]
+    app.play_worker()
+    output = app.replicate.predictions.get(prediction.id).output
+    retention = app.svc.settings.retention_seconds
+    later = time.time() + retention + 1
+    sweep(app.svc.db, app.svc.storage, retention, now=later)
+    removed = app.replicate.predictions.get(prediction.id)
+    assert (removed.status, removed.output, removed.input) == ("succeeded", None, {})
+    body = app.http.get(f"/v1/predictions/{prediction.id}").json()
+    assert body["data_removed"] is True and body["logs"] == ""
+    assert "a secret" not in json.dumps(app.http.get(f"/v1/jobs/{prediction.id}").json())
+    assert httpx.get(output[0]).status_code == 404  # its files are gone
+    assert app.http.get(f"/v1/jobs/{native}").status_code == 404  # native jobs: deleted
+    sweep(app.svc.db, app.svc.storage, retention, now=later)  # idempotent
+    assert app.http.get(f"/v1/predictions/{prediction.id}").json()["data_removed"] is True
+    sweep(app.svc.db, app.svc.storage, retention, now=later + RECORD_SECONDS)
+    assert app.http.get(f"/v1/predictions/{prediction.id}").status_code == 404
