@@ -115,8 +115,8 @@ def _readme_blocks(language: str) -> list[str]:
 
 
 def test_the_readme_examples_run_as_written(shared_server: RunningServer, token: str) -> None:
-    """Every example of the README's Replicate section, with its published defaults
-    (1024² and 1152²: slow on the tiny models, but as a user would run them)."""
+    """Every example of the README's Replicate section, run as written (512²: the published
+    1152² takes many minutes on the tiny models on a CPU)."""
     exports, curl = _readme_blocks("bash")
     (python,) = _readme_blocks("python")
     env = {**os.environ, "KEY": token}
