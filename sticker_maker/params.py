@@ -9,7 +9,7 @@ stored with the job and handed to the worker unchanged.
 from __future__ import annotations
 
 import secrets
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -24,6 +24,8 @@ MAX_SIDE = 2048
 MIN_SIDE = 64
 
 Side = Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)]
+#: how output files are encoded (``jpg`` has no transparency: stickers go on white)
+OutputFormat = Literal["png", "webp", "jpg"]
 
 
 class GenerationRequest(BaseModel):
@@ -46,6 +48,12 @@ class GenerationRequest(BaseModel):
     upscale_steps: int = Field(default=10, ge=1, le=50)
     #: die-cut finishing of the sticker outputs; None: the preset's (the bare cut-out)
     finishing: Finishing | None = None
+    output_format: OutputFormat = Field(
+        default="png", description="png (lossless), webp or jpg (no transparency: on white)"
+    )
+    output_quality: int = Field(
+        default=90, ge=0, le=100, description="webp/jpg quality 0-100 (png: ignored)"
+    )
 
     @field_validator("scheduler")
     @classmethod
@@ -93,6 +101,8 @@ class JobInput(BaseModel):
     upscale_steps: int
     #: None: the preset's remover and the bare cut-out on the image's canvas
     finishing: Finishing | None = None
+    output_format: OutputFormat = "png"
+    output_quality: int = 90
 
     def seeds(self) -> list[int]:
         """Image i of a batch uses ``seed + i`` (wrapping at 2**32)."""
@@ -216,6 +226,8 @@ def resolve(request: GenerationRequest, presets: PresetRegistry) -> JobInput:
         upscale=request.upscale,
         upscale_steps=request.upscale_steps,
         finishing=_resolve_finishing(request.finishing, preset),
+        output_format=request.output_format,
+        output_quality=request.output_quality,
     )
 
 

@@ -60,6 +60,40 @@ def config(
     return json.dumps({"url": url, "events": chosen, "base_url": base_url})
 
 
+#: the Replicate-compatible API's events → the outbox's (outputs come at completion here,
+#: and logs with each progress step)
+REPLICATE_EVENTS = {
+    "start": "start",
+    "output": "completed",
+    "logs": "progress",
+    "completed": "completed",
+}
+
+
+def replicate_config(
+    url: str,
+    events: Iterable[str] | None,
+    base_url: str,
+    allow_networks: Iterable[str] = (),
+) -> str:
+    """:func:`config` for a prediction: Replicate's event names (default: all of them);
+    the body sent is the bare prediction (``format``), signed the same way."""
+    check_url(url, allow_networks)
+    chosen = list(dict.fromkeys(events)) if events is not None else list(REPLICATE_EVENTS)
+    if not chosen or any(e not in REPLICATE_EVENTS for e in chosen):
+        raise InvalidInput(
+            f"must be a non-empty list of: {', '.join(REPLICATE_EVENTS)}", "webhook_events_filter"
+        )
+    native = list(dict.fromkeys(REPLICATE_EVENTS[e] for e in chosen))
+    return json.dumps({"url": url, "events": native, "base_url": base_url, "format": "replicate"})
+
+
+def is_bare(stored: str | None) -> bool:
+    """Whether deliveries carry the bare rendered object (Replicate) instead of an event."""
+    cfg = parse(stored)
+    return bool(cfg and cfg.get("format") == "replicate")
+
+
 def check_url(url: str, allow_networks: Iterable[str] = ()) -> None:
     """Syntax, scheme, and (for an IP literal) the address rules. Raises InvalidInput."""
     if len(url) > MAX_URL or not url.isascii() or not url.isprintable() or " " in url:

@@ -60,6 +60,11 @@ def account_body(db: Database, key: ApiKey, settings: Any, *, usage_limit: int) 
         "limits": key_limits(key, settings),
         "webhook_secret": key.webhook_secret,
         "usage": usage,
+        # what the replicate client's accounts.current() reads
+        "type": "user",
+        "username": key.label or key.prefix,
+        "name": key.label or key.prefix,
+        "github_url": None,
     }
 
 

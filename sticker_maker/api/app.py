@@ -13,11 +13,15 @@ from sticker_maker.api import (
     account,
     admin,
     errors,
+    events,
+    fallback,
     files,
     finishing,
     health,
     metrics,
     native,
+    replicate,
+    replicate_files,
     seed_compat,
     segmind,
     web,
@@ -106,11 +110,14 @@ def create_app(
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.max_request_bytes,
-        skip=finishing.UPLOAD_PATHS,
+        skip=(*finishing.UPLOAD_PATHS, replicate_files.UPLOAD_PATH),
         body_timeout=settings.body_timeout,
         max_in_flight=settings.max_bodies_in_flight_bytes,
     )
     app.include_router(native.router)
+    app.include_router(events.router)
+    app.include_router(replicate.router)
+    app.include_router(replicate_files.router)
     app.include_router(account.router)
     app.include_router(admin.router)
     app.include_router(seed_compat.router)
@@ -121,6 +128,8 @@ def create_app(
 
     # Last: the catch-all /v1/<model> and /v2/<model> routes must not shadow the others.
     app.include_router(segmind.router)
+    # Then any other /v1 or /v2 path: 404 in its family's envelope (never a 405).
+    app.include_router(fallback.router)
     # The page and its assets (/, /web/...) after every API route: they never shadow one.
     app.include_router(web.router)
     return app
@@ -131,7 +140,13 @@ def _background(svc: Services) -> list:  # type: ignore[type-arg]
     from sticker_maker.accounts.retention import Sweeper
     from sticker_maker.accounts.webhook_sender import WebhookSender
     from sticker_maker.api.render import job_body
+    from sticker_maker.api.replicate_models import Asked, prediction
     from sticker_maker.jobs import Job
+
+    def webhook_data(job: Job, root: str) -> dict:  # type: ignore[type-arg]
+        asked = Asked.load(job.api)  # a Replicate prediction: its webhooks carry it bare
+        return prediction(job, asked, root) if asked else job_body(job, root)
+
     from sticker_maker.jobs.reaper import Reaper
 
     settings = svc.settings
@@ -140,7 +155,7 @@ def _background(svc: Services) -> list:  # type: ignore[type-arg]
         Sweeper(svc.db, svc.storage, settings.retention_seconds, settings.sweep_interval),
         WebhookSender(
             svc.db,
-            lambda row, root: job_body(Job.from_row(row), root),
+            lambda row, root: webhook_data(Job.from_row(row), root),
             allow_networks=settings.webhook_allow_networks,
             timeout=settings.webhook_timeout,
             max_attempts=settings.webhook_max_attempts,

@@ -3,6 +3,9 @@
 * native (``/v1/jobs`` …): ``{"error": {"code", "message", "fields"}}``
 * sticker-maker-compatible (``/api/v1``): ``{"message", "code": <status>, "status_code": "error"}``
 * Segmind-compatible (``/v1/<slug>``, ``/v2/…``): ``{"error": message}``
+* Replicate-compatible (``/v1/predictions``, ``/v1/models`` …): RFC 7807 problem details
+  ``{"type", "title", "status", "detail"}`` (``application/problem+json``); invalid input
+  is 422 there, as Replicate answers, and ``detail`` names the field
 """
 
 from __future__ import annotations
@@ -43,17 +46,73 @@ NATIVE_PREFIXES = (
     "/v1/exports",
 )
 
+#: the Replicate-compatible API's paths (never a Segmind model name)
+REPLICATE_PREFIXES = (
+    "/v1/predictions",
+    "/v1/models",
+    "/v1/deployments",
+    "/v1/files",
+    "/v1/webhooks",
+    "/v1/collections",
+    "/v1/hardware",
+    "/v1/trainings",
+)
+
+
+def _under(path: str, prefixes: tuple[str, ...]) -> bool:
+    return any(path == p or path.startswith(p + "/") for p in prefixes)
+
 
 def api_family(path: str) -> str:
     if path.startswith("/api/v1/"):
         return "seed"
-    native = any(path == p or path.startswith(p + "/") for p in NATIVE_PREFIXES)
+    if _under(path, REPLICATE_PREFIXES):
+        return "replicate"
+    native = _under(path, NATIVE_PREFIXES)
     if path.startswith("/v2/") or (path.startswith("/v1/") and not native):
         return "segmind"  # /v1/<model>: whole segments, so /v1/stickersheet is a model
     return "native"
 
 
+def error_status(family: str, exc: StickerMakerError) -> int:
+    """Replicate answers invalid input with 422; the other APIs keep each error's own status."""
+    if family == "replicate" and isinstance(exc, InvalidInput):
+        return 422
+    return exc.status
+
+
+def problem(exc: StickerMakerError, status: int) -> dict[str, Any]:
+    """RFC 7807 problem details; ``detail`` is what the replicate client shows."""
+    body: dict[str, Any] = {
+        "type": f"https://sticker-maker.dev/problems/{exc.code.replace('_', '-')}",
+        "title": _TITLES.get(status, exc.code.replace("_", " ").capitalize()),
+        "status": status,
+        "detail": exc.message,
+    }
+    if isinstance(exc, InvalidInput):
+        body["invalid_fields"] = [{"field": e.field, "message": e.message} for e in exc.errors]
+    return body
+
+
+_TITLES = {
+    401: "Unauthenticated",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    406: "Insufficient credits",
+    409: "Conflict",
+    413: "Payload too large",
+    422: "Input validation failed",
+    429: "Too many requests",
+    500: "Internal server error",
+    503: "Service busy",
+    504: "Timeout",
+}
+
+
 def error_body(family: str, exc: StickerMakerError) -> dict[str, Any]:
+    if family == "replicate":
+        return problem(exc, error_status(family, exc))
     if family == "seed":
         return {"message": exc.message, "code": exc.status, "status_code": "error"}
     if family == "segmind":
@@ -85,7 +144,10 @@ def error_headers(family: str, exc: StickerMakerError) -> dict[str, str]:
 def error_response(request: Request, exc: StickerMakerError) -> JSONResponse:
     family = api_family(request.url.path)
     return JSONResponse(
-        error_body(family, exc), status_code=exc.status, headers=error_headers(family, exc)
+        error_body(family, exc),
+        status_code=error_status(family, exc),
+        headers=error_headers(family, exc),
+        media_type="application/problem+json" if family == "replicate" else None,
     )
 
 
@@ -134,5 +196,7 @@ __all__ = [
     "error_body",
     "error_headers",
     "error_response",
+    "error_status",
     "install",
+    "problem",
 ]

@@ -24,7 +24,8 @@ from starlette.concurrency import run_in_threadpool
 
 from sticker_maker.accounts import ApiKey, lifecycle
 from sticker_maker.api.auth import current_key
-from sticker_maker.api.render import native_job
+from sticker_maker.api.image_inputs import image_input
+from sticker_maker.api.render import base_url, native_job
 from sticker_maker.api.services import Services, services
 from sticker_maker.api.uploads import Upload, check_image, read_form
 from sticker_maker.bounds import MAX_IMAGE_SIDE, MAX_UPLOAD_BYTES
@@ -88,7 +89,8 @@ _FIELD_DOCS: dict[str, dict[str, Any]] = {
         "type": "string",
         "format": "binary",
         "description": f"PNG, JPEG or WebP, at most {MAX_UPLOAD_BYTES // 2**20} MiB and "
-        f"{MAX_IMAGE_SIDE} px a side",
+        f"{MAX_IMAGE_SIDE} px a side; or, as text, a URL: a /v1/files upload or output "
+        "of yours, a data: URL, or a public http(s) URL",
     },
     "remover": {
         "type": "string",
@@ -134,18 +136,25 @@ def _form_doc(*names: str) -> dict[str, Any]:
     }
 
 
-async def _read_upload(request: Request, options_model: type[SplitOptions]) -> tuple[Upload, Any]:
-    """The checked upload and its options, or InvalidInput naming the field."""
-    image, fields, form = await read_form(request)
+async def _read_upload(
+    request: Request, options_model: type[SplitOptions], key: ApiKey, svc: Services
+) -> tuple[Upload, Any]:
+    """The checked upload and its options, or InvalidInput naming the field. ``image``
+    may be a file or, as text, a URL (``api.image_inputs``: an upload or output of yours,
+    a ``data:`` URL, or a public URL fetched through the webhook guard)."""
+    image, fields, form = await read_form(request, text_ok=True)
     try:
         try:
             options = options_model.model_validate(fields)
         except ValidationError as exc:
             raise InvalidInput(validation_errors(exc.errors())) from None
-        data = await image.read(MAX_UPLOAD_BYTES + 1)
+        data = None if isinstance(image, str) else await image.read(MAX_UPLOAD_BYTES + 1)
     finally:
         await form.close()
-    upload = await run_in_threadpool(check_image, data)
+    if isinstance(image, str):
+        upload = await image_input(image, "image", key, svc, base_url(request, svc))
+    else:
+        upload = await run_in_threadpool(check_image, data)
     return upload, options
 
 
@@ -198,7 +207,7 @@ async def create_cutout(
     """Queue a ``cutout`` job: multipart form with the ``image`` file and optional
     ``remover``, ``border``, ``shadow``, ``trim``, ``holes``, ``preset``. Its output is one
     ``sticker`` (RGBA PNG). Poll ``GET /v1/jobs/{id}`` like any job."""
-    upload, options = await _read_upload(request, CutoutOptions)
+    upload, options = await _read_upload(request, CutoutOptions, key, svc)
     fields = {**_upload_fields(upload, options, svc), "trim": options.trim, "holes": options.holes}
     job = await run_in_threadpool(
         _submit, svc, key, "cutout", upload, lambda name: CutoutInput(image=name, **fields)
@@ -219,7 +228,7 @@ async def create_split(
     ``border`` (default: in proportion, none when the art already has a white rim),
     ``shadow``, ``remover``, ``preset``. Output: one ``sticker`` per piece, in reading
     order (``index`` 0..n-1)."""
-    upload, options = await _read_upload(request, SplitOptions)
+    upload, options = await _read_upload(request, SplitOptions, key, svc)
     fields = _upload_fields(upload, options, svc)
     job = await run_in_threadpool(
         _submit, svc, key, "split", upload, lambda name: SplitInput(image=name, **fields)

@@ -34,7 +34,7 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from sticker_maker.accounts import ApiKey, billing
 from sticker_maker.api.auth import current_key
-from sticker_maker.api.errors import NATIVE_PREFIXES
+from sticker_maker.api.errors import NATIVE_PREFIXES, REPLICATE_PREFIXES
 from sticker_maker.api.render import base_url, file_url, rounded
 from sticker_maker.api.services import Services, services
 from sticker_maker.api.waiting import JobWaiter
@@ -48,10 +48,10 @@ log = logging.getLogger("sticker_maker.api")
 
 class ModelSlug(Convertor[str]):
     """A model name in the path (``/`` allowed, for aliases like ``fofr/sticker-maker``) that
-    is never one of the native API's paths, so ``/v1/<model>`` cannot shadow them whatever
-    the order routers are included in."""
+    is never one of the native or Replicate-compatible API's paths, so ``/v1/<model>`` cannot
+    shadow them whatever the order routers are included in."""
 
-    _native = "|".join(p.removeprefix("/v1/") for p in NATIVE_PREFIXES)
+    _native = "|".join(p.removeprefix("/v1/") for p in (*NATIVE_PREFIXES, *REPLICATE_PREFIXES))
     regex = rf"(?!(?:{_native})(?:/|$))[^/]+(?:/[^/]+)*"
 
     def convert(self, value: str) -> str:

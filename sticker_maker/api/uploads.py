@@ -59,26 +59,30 @@ class Upload:
     extension: str
 
 
-def _too_large(size: int | None = None) -> InvalidInput:
+def _too_large(size: int | None = None, field: str = "image") -> InvalidInput:
     got = f" (the request has {size} bytes)" if size else ""
     return InvalidInput(
         f"is larger than the limit of {MAX_UPLOAD_BYTES} bytes "
         f"({MAX_UPLOAD_BYTES // (1024 * 1024)} MiB){got}; send a smaller image",
-        "image",
+        field,
     )
 
 
-async def _capped(request: Request, limit: int) -> AsyncIterator[bytes]:
+async def _capped(request: Request, limit: int, field: str) -> AsyncIterator[bytes]:
     seen = 0
     async for chunk in request.stream():
         seen += len(chunk)
         if seen > limit:
-            raise _too_large()
+            raise _too_large(field=field)
         yield chunk
 
 
-async def read_form(request: Request) -> tuple[UploadFile, dict[str, str], FormData]:
-    """The ``image`` file and the other (non-empty) text fields of a multipart form.
+async def read_form(
+    request: Request, field: str = "image", *, text_ok: bool = False
+) -> tuple[UploadFile | str, dict[str, str], FormData]:
+    """The file in form field ``field`` and the other (non-empty) text fields of a
+    multipart form. ``text_ok``: ``field`` may instead be a text field (a URL), returned
+    as it is for the caller to resolve (``api.image_inputs``).
 
     The caller closes the returned ``FormData`` (its file may be spooled to disk).
     """
@@ -86,16 +90,16 @@ async def read_form(request: Request) -> tuple[UploadFile, dict[str, str], FormD
     if not content_type.lower().startswith("multipart/form-data"):
         raise InvalidInput(
             f"send a multipart/form-data request with the image ({_ALLOWED}) in a file "
-            "field named 'image'",
-            "image",
+            f"field named '{field}'",
+            field,
         )
     limit = MAX_UPLOAD_BYTES + FORM_OVERHEAD
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
-        raise _too_large(int(declared))
+        raise _too_large(int(declared), field)
     parser = MultiPartParser(
         request.headers,
-        _capped(request, limit),
+        _capped(request, limit, field),
         max_files=1,
         max_fields=MAX_FIELDS,
         max_part_size=MAX_FIELD_BYTES,
@@ -103,18 +107,18 @@ async def read_form(request: Request) -> tuple[UploadFile, dict[str, str], FormD
     try:
         form = await parser.parse()
     except MultiPartException as exc:
-        raise InvalidInput(f"the multipart form is malformed: {exc.message}", "image") from None
-    image = form.get("image")
-    if not isinstance(image, UploadFile):
+        raise InvalidInput(f"the multipart form is malformed: {exc.message}", field) from None
+    image = form.get(field)
+    if not isinstance(image, UploadFile) and not (text_ok and isinstance(image, str) and image):
         await form.close()
         if image is None:
             raise InvalidInput(
-                f"is required: a {_ALLOWED} file sent as form field 'image'", "image"
+                f"is required: a {_ALLOWED} file sent as form field '{field}'", field
             )
-        raise InvalidInput(f"must be a file ({_ALLOWED}), not a text field", "image")
+        raise InvalidInput(f"must be a file ({_ALLOWED}), not a text field", field)
     fields: dict[str, str] = {}
     for name, value in form.multi_items():
-        if name == "image":
+        if name == field:
             continue
         if not isinstance(value, str):
             await form.close()
@@ -124,15 +128,15 @@ async def read_form(request: Request) -> tuple[UploadFile, dict[str, str], FormD
     return image, fields, form
 
 
-def check_image(data: bytes) -> Upload:
+def check_image(data: bytes, field: str = "image") -> Upload:
     """Check the header, then decode every pixel; the upload, or InvalidInput."""
     from PIL import Image
 
-    width, height, fmt = bounds.check_image(data, "image", max_bytes=MAX_UPLOAD_BYTES)
+    width, height, fmt = bounds.check_image(data, field, max_bytes=MAX_UPLOAD_BYTES)
     if min(width, height) < MIN_UPLOAD_SIDE:
         raise InvalidInput(
             f"is {width}x{height}; each side must be ≥ {MIN_UPLOAD_SIDE} (and ≤ {MAX_IMAGE_SIDE})",
-            "image",
+            field,
         )
     try:
         with warnings.catch_warnings():
@@ -142,7 +146,7 @@ def check_image(data: bytes) -> Upload:
                 clean = _pixels_only(image)
     except Exception as exc:  # Pillow raises OSError, ValueError, SyntaxError, EOFError…
         raise InvalidInput(
-            f"could not be decoded as {fmt} ({type(exc).__name__}: {exc})", "image"
+            f"could not be decoded as {fmt} ({type(exc).__name__}: {exc})", field
         ) from None
     out = io.BytesIO()
     clean.save(out, format="PNG", compress_level=3)

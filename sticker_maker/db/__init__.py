@@ -9,6 +9,7 @@ from sticker_maker.db.schema import (
     ledger,
     metadata,
     rate_windows,
+    uploads,
     webhook_deliveries,
     workers,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "ledger",
     "metadata",
     "rate_windows",
+    "uploads",
     "webhook_deliveries",
     "workers",
 ]

@@ -97,6 +97,11 @@ def _0007_batching(conn: Connection) -> None:
     add_column(conn, "jobs", "batch_key", "VARCHAR(400)")
 
 
+def _0014_replicate(conn: Connection) -> None:
+    add_column(conn, "jobs", "api", "TEXT")
+    schema.uploads.create(conn, checkfirst=True)
+
+
 def _0016_safety(conn: Connection) -> None:
     add_column(conn, "api_keys", "safety", "VARCHAR(16)")
     add_column(conn, "jobs", "safety", "VARCHAR(16)")
@@ -108,6 +113,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (2, "accounts: credits, limits, files, idempotency, webhooks", _0002_accounts),
     (3, "scale-out: worker registry, lease index", _0003_scale_out),
     (7, "batching: jobs.batch_key, jobs.billed_time (share of a shared call)", _0007_batching),
+    (14, "Replicate API: jobs.api (how it was asked), uploads (POST /v1/files)", _0014_replicate),
     (16, "content safety: api_keys.safety, jobs.safety, jobs.error_code", _0016_safety),
 ]
 

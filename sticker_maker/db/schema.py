@@ -76,6 +76,9 @@ jobs = Table(
     # the failure's code (``content_blocked``, ``model_unavailable`` …) when it has one
     Column("safety", String(16)),
     Column("error_code", String(40)),
+    # migration 14: how another API asked for the job (JSON: the Replicate-compatible
+    # API's version, model and input as sent), so it is shown back as it was asked
+    Column("api", Text),
     Index("ix_jobs_status_created", "status", "created_at"),
     Index("ix_jobs_key_created", "key_id", "created_at"),
     Index("ix_jobs_status_heartbeat", "status", "heartbeat_at"),  # migration 3: the reaper
@@ -164,4 +167,23 @@ workers = Table(
     Column("started_at", Float, nullable=False),
     Column("heartbeat_at", Float, nullable=False),
     Index("ix_workers_heartbeat", "heartbeat_at"),
+)
+
+
+# -- migration 14: files uploaded for use as inputs (POST /v1/files) ---------------------
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("key_id", String(32), nullable=False),  # owner
+    Column("name", String(100), nullable=False),  # the storage name (unguessable)
+    Column("filename", String(255), nullable=False),
+    Column("content_type", String(100), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("metadata", Text, nullable=False),  # JSON object
+    Column("created_at", Float, nullable=False),
+    Index("ix_uploads_key_created", "key_id", "created_at"),
+    Index("ix_uploads_created", "created_at"),
 )

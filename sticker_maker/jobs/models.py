@@ -87,6 +87,8 @@ class Job:
     safety: str | None = None
     #: the failure's code when it has one (``content_blocked``: its image was refused)
     error_code: str | None = None
+    #: how another API asked for the job (JSON), e.g. the Replicate version and input
+    api: str | None = None
 
     @property
     def queue_time(self) -> float | None:
@@ -127,4 +129,5 @@ class Job:
             webhook=row.get("webhook"),
             safety=row.get("safety"),
             error_code=row.get("error_code"),
+            api=row.get("api"),
         )

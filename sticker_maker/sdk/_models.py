@@ -11,6 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 if TYPE_CHECKING:
     from PIL.Image import Image
 
@@ -240,6 +242,27 @@ class _JobFields:
     def _state(self) -> tuple[Any, ...]:
         return (self.status, self.queue_position, self.progress.step, self.progress.total)
 
+    def _event(self, event: str, data: Any) -> bool:
+        """Apply one event of ``/v1/jobs/{id}/events``; True when it was the last."""
+        if event == "done":
+            self._apply(data)
+            return True
+        if event == "queue":
+            self.status, self.queue_position = "queued", data["position"]
+        elif event == "progress":
+            self.status, self.queue_position = "running", None
+            self.progress = Progress(int(data["step"]), int(data["total"]))
+        elif event == "logs":
+            self.logs += data["text"]
+        return False
+
+    def _events_request(self, remaining: float | None) -> tuple[str, dict[str, Any]]:
+        client: Any = self._client
+        read = None if remaining is None else max(0.1, remaining)
+        timeout = httpx.Timeout(client.timeout, read=read)
+        headers = client._headers({"Accept": "text/event-stream"}, auth=True)
+        return client._url(f"/v1/jobs/{self.id}/events"), {"headers": headers, "timeout": timeout}
+
 
 ProgressCallback = Callable[[Any], Any]
 
@@ -295,6 +318,8 @@ class Job(_JobFields):
 
         deadline = None if timeout is None else _monotonic() + timeout
         backoff, last = _Backoff(poll_interval), None
+        if on_progress is not None and not self.done:
+            last = self._follow(deadline, on_progress)
         while True:
             if on_progress is not None and self._state() != last:
                 last = self._state()
@@ -308,6 +333,31 @@ class Job(_JobFields):
             self.refresh()
         self._check()
         return self
+
+    def _follow(self, deadline: float | None, on_progress: ProgressCallback) -> Any:
+        """Follow the job's event stream, calling ``on_progress`` on each change, until it
+        ends or cannot be followed (then ``wait`` polls); the last state reported."""
+        from sticker_maker.sdk import _events
+        from sticker_maker.sdk._client import _monotonic
+
+        last = self._state()
+        on_progress(self)
+        remaining = None if deadline is None else deadline - _monotonic()
+        url, options = self._events_request(remaining)
+        try:
+            with self._client._http.stream("GET", url, **options) as response:
+                if not _events.usable(response):
+                    return last
+                for event, data in _events.parse(response.iter_lines()):
+                    ended = self._event(event, data)
+                    if self._state() != last:
+                        last = self._state()
+                        on_progress(self)
+                    if ended:
+                        break
+        except _events.FALLBACK_ERRORS:
+            pass  # read timeout (the deadline), a dropped stream: polling takes over
+        return last
 
     def save(
         self, folder: str | Path = ".", *, kinds: tuple[str, ...] = ("image", "sticker")
@@ -344,6 +394,8 @@ class AsyncJob(_JobFields):
 
         deadline = None if timeout is None else _monotonic() + timeout
         backoff, last = _Backoff(poll_interval), None
+        if on_progress is not None and not self.done:
+            last = await self._follow(deadline, on_progress)
         while True:
             if on_progress is not None and self._state() != last:
                 last = self._state()
@@ -359,6 +411,35 @@ class AsyncJob(_JobFields):
             await self.refresh()
         self._check()
         return self
+
+    async def _follow(self, deadline: float | None, on_progress: Callable[..., Any]) -> Any:
+        """Like :meth:`Job._follow`."""
+        from sticker_maker.sdk import _events
+        from sticker_maker.sdk._client import _monotonic
+
+        async def report() -> None:
+            result = on_progress(self)
+            if inspect.isawaitable(result):
+                await result
+
+        last = self._state()
+        await report()
+        remaining = None if deadline is None else deadline - _monotonic()
+        url, options = self._events_request(remaining)
+        try:
+            async with self._client._http.stream("GET", url, **options) as response:
+                if not _events.usable(response):
+                    return last
+                async for event, data in _events.aparse(response.aiter_lines()):
+                    ended = self._event(event, data)
+                    if self._state() != last:
+                        last = self._state()
+                        await report()
+                    if ended:
+                        break
+        except _events.FALLBACK_ERRORS:
+            pass
+        return last
 
     async def save(
         self, folder: str | Path = ".", *, kinds: tuple[str, ...] = ("image", "sticker")

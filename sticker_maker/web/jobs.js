@@ -1,4 +1,5 @@
-// Watching a job: poll its envelope, show queue position, then step n/N, until it ends.
+// Watching a job: follow its events (or poll its envelope), show queue position, then step
+// n/N, until it ends.
 
 import { api } from "./api.js";
 import { $, announce, sleep } from "./ui.js";
@@ -24,11 +25,72 @@ export function progressOf(job) {
   return { phase: "running", value: step / total, text: `Step ${step} of ${total}` };
 }
 
+/** One event of GET /v1/jobs/{id}/events applied to the job as last seen. */
+export function applyEvent(job, event, data) {
+  if (event === "done") return data;
+  if (event === "queue") return { ...job, status: "queued", queue_position: data.position };
+  if (event === "progress") {
+    return { ...job, status: "running", queue_position: null, progress: data };
+  }
+  if (event === "logs") return { ...job, logs: (job.logs || "") + data.text };
+  return job;
+}
+
 /**
- * Poll until the job is terminal. Calls onUpdate(job) after every poll. Transient trouble
- * (a dropped connection, 429 or 503) waits and tries again; anything else is thrown.
+ * Follow the job's server-sent events (a fetch stream: EventSource cannot send the key).
+ * Returns the finished job, or null when the stream cannot be followed (then poll).
+ */
+async function followJob(job, { onUpdate, signal }) {
+  let response;
+  try {
+    response = await api(`v1/jobs/${encodeURIComponent(job.id)}/events`, { raw: true, signal });
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    return null;
+  }
+  const type = response.headers.get("Content-Type") || "";
+  if (!response.ok || !response.body || !type.startsWith("text/event-stream")) return null;
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return null; // the stream ended early: poll for the rest
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        const event = /^event: (.*)$/m.exec(block)?.[1];
+        const data = block
+          .split("\n")
+          .filter((line) => line.startsWith("data: "))
+          .map((line) => line.slice(6))
+          .join("\n");
+        if (!event || !data) continue;
+        job = applyEvent(job, event, JSON.parse(data));
+        onUpdate?.(job);
+        if (event === "done") return job;
+      }
+    }
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    return null;
+  } finally {
+    reader.releaseLock();
+  }
+}
+
+/**
+ * Follow the job's events until it is terminal, else poll (an older server, a proxy that
+ * buffers). Calls onUpdate(job) on each change. Transient trouble while polling (a dropped
+ * connection, 429 or 503) waits and tries again; anything else is thrown.
  */
 export async function watchJob(job, { onUpdate, onTrouble, signal }) {
+  if (!TERMINAL.has(job.status)) {
+    const followed = await followJob(job, { onUpdate, signal });
+    if (followed) return followed;
+  }
   let delay = 200;
   while (!TERMINAL.has(job.status)) {
     await sleep(delay, signal);

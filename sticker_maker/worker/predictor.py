@@ -30,7 +30,10 @@ LogFn = Callable[[str], None]
 
 @dataclass
 class Sticker:
-    """One sticker output; ``image_png`` is the opaque image it came from (None: uploads)."""
+    """One sticker output; ``image_png`` is the opaque image it came from (None: uploads).
+
+    Both are encoded as ``ext`` says (the job's ``output_format``; PNG by default).
+    """
 
     image_png: bytes | None
     sticker_png: bytes
@@ -39,9 +42,10 @@ class Sticker:
     height: int
     sticker_width: int
     sticker_height: int
+    ext: str = "png"
 
     def files(self) -> list[tuple[str, bytes, int, int]]:
-        """``(output kind, png, width, height)`` of each file to store."""
+        """``(output kind, encoded bytes, width, height)`` of each file to store."""
         files = [("sticker", self.sticker_png, self.sticker_width, self.sticker_height)]
         if self.image_png is not None:
             files.insert(0, ("image", self.image_png, self.width, self.height))
@@ -54,16 +58,42 @@ def png_bytes(image: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def sticker_output(image: Image.Image | None, sticker: Image.Image, seed: int = 0) -> Sticker:
+def encode(image: Image.Image, fmt: str = "png", quality: int = 90) -> bytes:
+    """``image`` as ``png``, ``webp`` (transparency kept) or ``jpg`` (on white)."""
+    if fmt == "png":
+        return png_bytes(image)
+    buf = io.BytesIO()
+    if fmt == "webp":
+        image.save(buf, format="WEBP", quality=quality, method=4)
+    elif fmt == "jpg":
+        if image.mode in ("RGBA", "LA", "P"):
+            rgba = image.convert("RGBA")
+            flat = Image.new("RGB", rgba.size, (255, 255, 255))
+            flat.paste(rgba, mask=rgba.getchannel("A"))
+            image = flat
+        image.convert("RGB").save(buf, format="JPEG", quality=quality)
+    else:
+        raise ValueError(f"unknown output format {fmt!r}")
+    return buf.getvalue()
+
+
+def sticker_output(
+    image: Image.Image | None,
+    sticker: Image.Image,
+    seed: int = 0,
+    fmt: str = "png",
+    quality: int = 90,
+) -> Sticker:
     shown = image if image is not None else sticker
     return Sticker(
-        image_png=png_bytes(image.convert("RGB")) if image is not None else None,
-        sticker_png=png_bytes(sticker),
+        image_png=encode(image.convert("RGB"), fmt, quality) if image is not None else None,
+        sticker_png=encode(sticker, fmt, quality),
         seed=seed,
         width=shown.width,
         height=shown.height,
         sticker_width=sticker.width,
         sticker_height=sticker.height,
+        ext=fmt,
     )
 
 
@@ -159,7 +189,11 @@ class Predictor:
         stickers = []
         for generated in images:
             sticker = finishing_steps.finish(generated.image, preset, job.finishing, log)
-            stickers.append(sticker_output(generated.image, sticker, generated.seed))
+            stickers.append(
+                sticker_output(
+                    generated.image, sticker, generated.seed, job.output_format, job.output_quality
+                )
+            )
         return stickers
 
     def predict_stream(
@@ -216,6 +250,8 @@ class Predictor:
                     g.image,
                     finishing_steps.finish(g.image, preset, job.finishing, task.log),
                     g.seed,
+                    job.output_format,
+                    job.output_quality,
                 )
                 for g in result.images
             ]

@@ -35,7 +35,7 @@ from sticker_maker.metrics import (
     JOBS_FINISHED,
     PREDICT_TIME,
 )
-from sticker_maker.storage import Storage, new_file_name
+from sticker_maker.storage import Storage, content_type, new_file_name
 
 if TYPE_CHECKING:
     from sticker_maker.worker.predictor import Sticker
@@ -128,7 +128,7 @@ class Recorder:
         try:
             for index, sticker in enumerate(stickers):
                 for kind, data, width, height in sticker.files():
-                    name = new_file_name("png")
+                    name = new_file_name(sticker.ext)
                     self.storage.put(name, data)
                     outputs.append(
                         OutputFile(
@@ -138,6 +138,7 @@ class Recorder:
                             seed=sticker.seed,
                             width=width,
                             height=height,
+                            content_type=content_type(name),
                         )
                     )
         except Exception as exc:

@@ -155,7 +155,17 @@ def test_missing_key_and_unknown_model_use_segmind_envelope(client: TestClient) 
 
 def test_model_routes_never_shadow_native_paths(client: TestClient) -> None:
     pattern = re.compile(f"^{ModelSlug.regex}$")
-    for native in ("jobs", "jobs/1/cancel", "keys", "account", "presets", "stickers/x"):
+    for native in (
+        "jobs",
+        "jobs/1/cancel",
+        "keys",
+        "account",
+        "presets",
+        "stickers/x",
+        "predictions",
+        "models/fofr/sticker-maker/predictions",
+        "files",
+    ):
         assert not pattern.match(native), native
     for model in (
         "stickersheet",
@@ -165,7 +175,35 @@ def test_model_routes_never_shadow_native_paths(client: TestClient) -> None:
     ):
         assert pattern.match(model), model
     r = client.post("/v1/presets", json={"prompt": "x"})  # native GET-only path: not a model
-    assert r.status_code == 405
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "family"),
+    [
+        ("GET", "/v1/stickersheet", "segmind"),  # a model's path, another method
+        ("DELETE", "/v1/jobs/abc", "native"),
+        ("GET", "/v1/no/such/thing", "segmind"),
+        ("PUT", "/v2/stickersheet", "segmind"),
+        ("GET", "/v1/predictions/abc/nope", "replicate"),
+        ("POST", "/v1/predictions/abc", "replicate"),
+        ("POST", "/v1/trainings", "replicate"),
+    ],
+)
+def test_unknown_routes_are_404_never_405_or_a_model(
+    client: TestClient, method: str, path: str, family: str
+) -> None:
+    r = client.request(method, path, json={"prompt": "x"})
+    assert r.status_code == 404, r.text
+    body = r.json()
+    if family == "replicate":
+        assert body["status"] == 404 and "no such route" in body["detail"]
+        assert r.headers["content-type"] == "application/problem+json"
+    elif family == "native":
+        assert body["error"]["code"] == "not_found"
+    else:
+        assert "no such route" in body["error"]
+    assert client.get("/v1/jobs").json()["jobs"] == []  # nothing was queued
 
 
 def test_api_family_matches_whole_path_segments() -> None:
@@ -173,6 +211,8 @@ def test_api_family_matches_whole_path_segments() -> None:
     assert api_family("/v1/stickers/x") == "native"
     assert api_family("/v1/jobs") == "native" and api_family("/v1/jobs/1/cancel") == "native"
     assert api_family("/v2/requests/1") == "segmind"
+    assert api_family("/v1/predictions/1") == "replicate"
+    assert api_family("/v1/modelsheet") == "segmind"
 
 
 def test_cost_and_credits_come_from_the_ledger(client: TestClient) -> None:
