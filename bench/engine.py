@@ -129,11 +129,23 @@ def _lora_cost(registry: Any, repeats: int, steps: int, common: dict[str, Any]) 
         "unfused": (unfused, common),
         "fused": (fused, common),
     }
+    from sticker_maker.params import parse_request, resolve
+
     steps_ms: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(repeats):
         for name, (engine, fields) in cases.items():
-            timed = _time_job(engine, registry, 1, steps=steps, **fields)
-            steps_ms[name].append(timed["step_s"] * 1000)
+            job = resolve(
+                parse_request({"prompt": "cute cat", "seed": 1, "steps": steps, **fields}),
+                registry,
+            )
+            engine.generate(job)  # switches the LoRA (weight work, not a step)
+            # CPU time of the denoising thread: on a shared machine wall time mostly
+            # measures the neighbours (on a GPU this is the host's share only: use wall)
+            clock = time.thread_time if engine.placement.device.type == "cpu" else time.perf_counter
+            stamps: list[float] = []
+            engine.generate(job, on_progress=lambda _s, _t, st=stamps, c=clock: st.append(c()))
+            deltas = [b - a for a, b in itertools.pairwise(stamps)]
+            steps_ms[name].append(statistics.median(deltas) * 1000)
     preset = registry.get("bench")
     loaded = fused.models.prepare(preset, 1.0)
     switches = []
@@ -258,14 +270,18 @@ def rows(
         )
         engine = other
         cost = _lora_cost(registry, repeats, steps, common)
-        lora_setting = f"{label} {size}² {steps} steps, {where.split(', LoRA')[0]}"
+        clock = "CPU ms" if engine.placement.device.type == "cpu" else "ms"
+        lora_setting = (
+            f"{label} {size}² {steps} steps, {where.split(', LoRA')[0]}, load "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        )
         for name in ("none", "unfused", "fused"):
             out.append(
                 _row(
                     "engine",
                     f"{lora_setting}, LoRA cost per step: {name} (interleaved)",
                     cost[name],
-                    "ms/step",
+                    f"{clock}/step",
                     "target: fused = none" if name == "fused" else "",
                 )
             )

@@ -148,9 +148,13 @@ class LoraState:
         pipe.enable_lora()
         pipe.set_adapters([a for a, _ in target], adapter_weights=[w for _, w in target])
         if self.fuse:
-            self._fuse()
-            self._detach()
             self.fused = True
+            try:
+                self._fuse()
+            except BaseException:  # out of memory halfway, say: undo the layers done
+                self._unfuse()
+                raise
+            self._detach()
             self.fuses += 1
         self.active = target
 
@@ -244,8 +248,9 @@ class LoraState:
                 fused = (weight.float() + delta.view_as(weight)).to(weight.dtype)
                 back = (fused.float() - delta.view_as(weight)).to(weight.dtype)
                 lost = (back != weight) | (back.isnan() != weight.isnan())
-                self._fixes[id(w.layer)] = _Fix.of(lost, weight)
+                fix = _Fix.of(lost, weight)
                 weight.copy_(fused)
+                self._fixes[id(w.layer)] = fix  # recorded once the weight holds the delta
 
     def _unfuse(self) -> None:
         """Subtract the deltas again and put back the values the rounding lost."""

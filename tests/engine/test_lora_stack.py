@@ -87,7 +87,7 @@ def weights_digest(pipe: Any) -> str:
     for component in (pipe.unet, pipe.text_encoder, pipe.text_encoder_2):
         for name, tensor in sorted(component.state_dict().items()):
             if "lora_" not in name:  # the adapters' own factors are not base weights
-                digest.update(name.encode())
+                digest.update(name.replace(".base_layer", "").encode())  # wrapped or not
                 digest.update(tensor.float().numpy().tobytes())
     return digest.hexdigest()
 
@@ -202,3 +202,30 @@ def test_the_fast_preset_runs_without_guidance_and_batches_with_itself(
     )
     scheduler.set_timesteps(4)
     assert scheduler.timesteps[0] == 999
+
+
+def test_a_fuse_that_fails_halfway_leaves_the_base_weights_intact(
+    registry: PresetRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sticker_maker.engine.lora import LoraState
+
+    engine = Engine(registry, options=EngineOptions(device="cpu", fuse_lora="on"))
+    loaded = engine.models.prepare(registry.get("plain"), 1.0)
+    pristine = weights_digest(loaded.pipe)
+    original = LoraState._delta
+    calls = iter(range(1000))
+
+    def failing(layer: Any) -> Any:
+        if next(calls) == 10:  # the 11th layer runs out of memory
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return original(layer)
+
+    monkeypatch.setattr(LoraState, "_delta", staticmethod(failing))
+    with pytest.raises(torch.OutOfMemoryError):
+        engine.models.prepare(registry.get("style"), 1.0)
+    assert not loaded.lora.fused and weights_digest(loaded.pipe) == pristine
+    monkeypatch.setattr(LoraState, "_delta", staticmethod(original))
+    engine.models.prepare(registry.get("style"), 1.0)  # and it works afterwards
+    assert loaded.lora.fused
+    engine.models.prepare(registry.get("plain"), 1.0)
+    assert weights_digest(loaded.pipe) == pristine
