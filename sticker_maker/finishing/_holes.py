@@ -345,10 +345,10 @@ def _auto(
         if thin.any():
             bias_all, _ = _mean_deviation(work, surface, labels, n, cand)
             bias = np.where(thin, bias_all, bias)
-        outer_bias, _ = _mean_deviation(
-            work, surface, outer.view(np.uint8).astype(np.int32), 2, outer
-        )
-        tol = CLEAN_TOLERANCE + 2.0 * float(outer_bias[1]) + 0.5 * outer_spread
+        # the outer backdrop's own (robust) deviation from the fitted surface
+        outer_dev = work[outer].astype(np.float32) - surface[outer]
+        outer_bias = float(np.linalg.norm(np.median(outer_dev, axis=0)))
+        tol = CLEAN_TOLERANCE + 2.0 * outer_bias + 0.5 * outer_spread
         same_colour = bias <= tol
 
     # 2. Noise continuity on noisy backdrops.
@@ -367,7 +367,8 @@ def _auto(
     share = area / subject
     # mean width of an elongated region (2 area / perimeter) against the subject's scale
     width = 2.0 * area / np.maximum(perimeter, 1.0)
-    stripe = (elongation > MAX_ELONGATION) & (width < THIN_WIDTH * np.sqrt(subject))
+    # (the scale is the largest piece's: a subject cut in two by backdrop is still one)
+    stripe = (elongation > MAX_ELONGATION) & (width < THIN_WIDTH * np.sqrt(piece_area.max()))
     compact = ~stripe | noisy
     sizeable = share >= (MIN_SHARE * 0.25 if noisy else MIN_SHARE)
     # a region that is most of its piece is the piece's fill (a white balloon drawn with
