@@ -7,17 +7,25 @@ subject that happens to have the backdrop's colour (eye whites, white fur, a whi
 on white) is decided here, per region, from evidence:
 
 * **colour continuity**: the region's mean colour must match the backdrop surface
-  extrapolated under the subject, within what the outer backdrop's own deviation from
-  that surface allows. Off-white artwork on white (a 2-level difference) stays.
+  extrapolated under the subject, within the outer backdrop's own (median) deviation
+  from that surface. Off-white artwork on white (a 1-2 level difference) stays. On a
+  noisy backdrop, where the surface under a large subject is only interpolated, the
+  region's colours must lie within the range the backdrop spans around the subject.
 * **noise continuity** (noisy backdrops): backdrop seen through a hole carries the same
   pixel noise as the backdrop outside; artwork drawn in the backdrop's colour is smooth.
   The ratio of the region's high-pass energy to the outer backdrop's decides.
 * **shape and size** (clean backdrops, where colour and noise cannot tell): a thin,
-  elongated region (a white stripe, a highlight along an edge, a white stroke) is
-  artwork; so is a speck far smaller than the subject. Holes are compact openings.
-* **edge contrast and outline thickness**: a region whose enclosing outline is faint
-  (barely above the backdrop) or thinner than the anti-aliasing band is not trusted as
-  a hole: a faint sketch line or a one-pixel seam does not separate two backdrops.
+  elongated region (a white stripe, a highlight along an edge) is artwork; so is a speck
+  far smaller than its sticker, and a region that is most of its sticker (the white fill
+  of a balloon drawn with a dark outline). Holes are openings.
+* **edge contrast**: the ring of subject around a hole must stand clearly above the
+  backdrop's own spread (a faint sketch line does not separate two backdrops).
+* **one piece**: a sticker is cut as one piece, so a region that would set colour
+  artwork loose (a clock's hands on its white face) is artwork. Line art (one colour,
+  thin outlines) is exempt: its details float inside outlines by nature.
+
+Pure white art with an opening's shape on a pure white, noise-free backdrop cannot be
+told from a hole by any of these: ``auto`` cuts it, ``keep`` is the answer for such art.
 
 ``holes="keep"`` fills every enclosed region (the classic die-cut), ``"cut"`` removes every
 enclosed region of backdrop colour (and noise), ``"auto"`` (default) weighs the evidence.
