@@ -232,7 +232,8 @@ def find_holes(
             model.threshold,
             region,
         )
-        accept &= ~_holding_islands(rgb[rows, cols], sub_fg, labels, n, accept)
+        if not noisy:  # where noise already tells backdrop from artwork, it decides
+            accept &= ~_holding_islands(rgb[rows, cols], sub_fg, labels, n, accept)
     cut[rows, cols] = accept[labels]
     report.cut = int(accept.sum())
     report.cut_px = int(area[accept].sum())
