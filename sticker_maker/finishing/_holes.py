@@ -7,17 +7,25 @@ subject that happens to have the backdrop's colour (eye whites, white fur, a whi
 on white) is decided here, per region, from evidence:
 
 * **colour continuity**: the region's mean colour must match the backdrop surface
-  extrapolated under the subject, within what the outer backdrop's own deviation from
-  that surface allows. Off-white artwork on white (a 2-level difference) stays.
+  extrapolated under the subject, within the outer backdrop's own (median) deviation
+  from that surface. Off-white artwork on white (a 1-2 level difference) stays. On a
+  noisy backdrop, where the surface under a large subject is only interpolated, the
+  region's colours must lie within the range the backdrop spans around the subject.
 * **noise continuity** (noisy backdrops): backdrop seen through a hole carries the same
   pixel noise as the backdrop outside; artwork drawn in the backdrop's colour is smooth.
   The ratio of the region's high-pass energy to the outer backdrop's decides.
 * **shape and size** (clean backdrops, where colour and noise cannot tell): a thin,
-  elongated region (a white stripe, a highlight along an edge, a white stroke) is
-  artwork; so is a speck far smaller than the subject. Holes are compact openings.
-* **edge contrast and outline thickness**: a region whose enclosing outline is faint
-  (barely above the backdrop) or thinner than the anti-aliasing band is not trusted as
-  a hole: a faint sketch line or a one-pixel seam does not separate two backdrops.
+  elongated region (a white stripe, a highlight along an edge) is artwork; so is a speck
+  far smaller than its sticker, and a region that is most of its sticker (the white fill
+  of a balloon drawn with a dark outline). Holes are openings.
+* **edge contrast**: the ring of subject around a hole must stand clearly above the
+  backdrop's own spread (a faint sketch line does not separate two backdrops).
+* **one piece**: a sticker is cut as one piece, so a region that would set colour
+  artwork loose (a clock's hands on its white face) is artwork. Line art (one colour,
+  thin outlines) is exempt: its details float inside outlines by nature.
+
+Pure white art with an opening's shape on a pure white, noise-free backdrop cannot be
+told from a hole by any of these: ``auto`` cuts it, ``keep`` is the answer for such art.
 
 ``holes="keep"`` fills every enclosed region (the classic die-cut), ``"cut"`` removes every
 enclosed region of backdrop colour (and noise), ``"auto"`` (default) weighs the evidence.
@@ -224,7 +232,8 @@ def find_holes(
             model.threshold,
             region,
         )
-        accept &= ~_holding_islands(rgb[rows, cols], sub_fg, labels, n, accept)
+        if not noisy:  # where noise already tells backdrop from artwork, it decides
+            accept &= ~_holding_islands(rgb[rows, cols], sub_fg, labels, n, accept)
     cut[rows, cols] = accept[labels]
     report.cut = int(accept.sum())
     report.cut_px = int(area[accept].sum())
@@ -345,10 +354,10 @@ def _auto(
         if thin.any():
             bias_all, _ = _mean_deviation(work, surface, labels, n, cand)
             bias = np.where(thin, bias_all, bias)
-        outer_bias, _ = _mean_deviation(
-            work, surface, outer.view(np.uint8).astype(np.int32), 2, outer
-        )
-        tol = CLEAN_TOLERANCE + 2.0 * float(outer_bias[1]) + 0.5 * outer_spread
+        # the outer backdrop's own (robust) deviation from the fitted surface
+        outer_dev = work[outer].astype(np.float32) - surface[outer]
+        outer_bias = float(np.linalg.norm(np.median(outer_dev, axis=0)))
+        tol = CLEAN_TOLERANCE + 2.0 * outer_bias + 0.5 * outer_spread
         same_colour = bias <= tol
 
     # 2. Noise continuity on noisy backdrops.
@@ -367,7 +376,8 @@ def _auto(
     share = area / subject
     # mean width of an elongated region (2 area / perimeter) against the subject's scale
     width = 2.0 * area / np.maximum(perimeter, 1.0)
-    stripe = (elongation > MAX_ELONGATION) & (width < THIN_WIDTH * np.sqrt(subject))
+    # (the scale is the largest piece's: a subject cut in two by backdrop is still one)
+    stripe = (elongation > MAX_ELONGATION) & (width < THIN_WIDTH * np.sqrt(piece_area.max()))
     compact = ~stripe | noisy
     sizeable = share >= (MIN_SHARE * 0.25 if noisy else MIN_SHARE)
     # a region that is most of its piece is the piece's fill (a white balloon drawn with

@@ -73,6 +73,40 @@ def test_jobs_list_show_cancel(runner: CliRunner, tmp_path: Path) -> None:
     assert canceled.exit_code == 0 and "already finished" in canceled.output
 
 
+def test_generate_holes_option_reaches_the_job(runner: CliRunner, tmp_path: Path) -> None:
+    made = runner.invoke(
+        app,
+        [
+            "generate",
+            "a ring",
+            "--preset",
+            "t",
+            "--seed",
+            "3",
+            "--holes",
+            "keep",
+            "-o",
+            str(tmp_path),
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    listed = runner.invoke(app, ["jobs", "list", "--json"])
+    newest = json.loads(listed.stdout)[0]
+    assert newest["input"]["prompt"] == "a ring"
+    # the bare cut-out on the image's canvas, as without finishing, holes filled
+    assert newest["input"]["finishing"] == {
+        "remover": "auto",
+        "border": 0,
+        "shadow": False,
+        "trim": False,
+        "holes": "keep",
+    }
+    sticker = Image.open(tmp_path / "a-ring-3-sticker.png")
+    assert sticker.size == Image.open(tmp_path / "a-ring-3.png").size
+    bad = runner.invoke(app, ["generate", "x", "--holes", "fill", "-o", str(tmp_path)])
+    assert bad.exit_code != 0 and "fill" in bad.output
+
+
 def test_client_errors_are_one_line_without_traceback(
     runner: CliRunner, shared_server: RunningServer, tmp_path: Path
 ) -> None:
