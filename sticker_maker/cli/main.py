@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 app = typer.Typer(
     name="sticker-maker",
@@ -47,7 +48,8 @@ PresetsOpt = Annotated[
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    # the message is text, not markup: "[presets.x]" must print as written
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -379,11 +381,20 @@ def generate(
     output.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:40] or "sticker"
     for sticker in stickers:
-        image_path = output / f"{stem}-{sticker.seed}.png"
-        sticker_path = output / f"{stem}-{sticker.seed}-sticker.png"
+        image_path, sticker_path = _free_names(output, f"{stem}-{sticker.seed}")
         image_path.write_bytes(sticker.image_png)
         sticker_path.write_bytes(sticker.sticker_png)
         out.print(f"{image_path}\n{sticker_path}")
+
+
+def _free_names(folder: Path, base: str) -> tuple[Path, Path]:
+    """``base.png`` and ``base-sticker.png``, or ``base-2…`` when an earlier run wrote them:
+    a second run with the same prompt and seed never overwrites the first one's files."""
+    name, n = base, 1
+    while (folder / f"{name}.png").exists() or (folder / f"{name}-sticker.png").exists():
+        n += 1
+        name = f"{base}-{n}"
+    return folder / f"{name}.png", folder / f"{name}-sticker.png"
 
 
 def _run_locally(job, presets_file: Path | None):  # type: ignore[no-untyped-def]
