@@ -266,6 +266,7 @@ def _run_batch(
                     lambda step, total, send=send: send(("progress", step, total)),
                     cancelled(slot),
                     lambda line, send=send: send(("log", line)),
+                    job_id=job_id,
                 )
             )
         return tasks

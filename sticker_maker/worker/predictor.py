@@ -9,6 +9,7 @@ torch) and give sticker PNGs only; :meth:`Predictor.run` dispatches on the kind.
 from __future__ import annotations
 
 import io
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from sticker_maker.inputs import CutoutInput, SplitInput
 from sticker_maker.params import JobInput
-from sticker_maker.presets import PresetRegistry, load_presets
+from sticker_maker.presets import Preset, PresetRegistry, load_presets
 from sticker_maker.worker import stickers as finishing_steps
 
 LogFn = Callable[[str], None]
@@ -46,17 +48,58 @@ class Sticker:
         return files
 
 
-def png_bytes(image: Image.Image) -> bytes:
+def png_bytes(image: Image.Image, parameters: str | None = None) -> bytes:
+    """PNG bytes; ``parameters`` goes in the ``parameters`` tEXt chunk (see below)."""
+    info = None
+    if parameters:
+        info = PngInfo()
+        info.add_text("parameters", parameters)
     buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=1)
+    image.save(buf, format="PNG", compress_level=1, pnginfo=info)
     return buf.getvalue()
 
 
-def sticker_output(image: Image.Image | None, sticker: Image.Image, seed: int = 0) -> Sticker:
+def parameters_text(
+    job: JobInput, preset: Preset, seed: int, size: tuple[int, int], job_id: str = ""
+) -> str:
+    """How the image was made, in the text AUTOMATIC1111's web UI writes to the PNG
+    ``parameters`` chunk (and ComfyUI, InvokeAI, civitai and others read): the prompt,
+    then ``Negative prompt: …``, then ``Key: value`` pairs on one line."""
+    pairs = [
+        ("Steps", job.steps),
+        ("Sampler", job.scheduler),
+        ("CFG scale", f"{job.guidance_scale:g}"),
+        ("Seed", seed),
+        ("Size", f"{size[0]}x{size[1]}"),
+        ("Model", preset.base),
+    ]
+    if preset.lora:
+        lora = preset.lora + (f"/{preset.lora_weight_name}" if preset.lora_weight_name else "")
+        pairs += [("Lora", lora), ("Lora scale", f"{job.lora_scale:g}")]
+    if job.upscale:
+        pairs.append(("Upscale steps", job.upscale_steps))
+    pairs.append(("Preset", job.preset))
+    if job_id:
+        pairs.append(("Job id", job_id))
+    # a value with a comma or colon would break the key: value list, as A1111 quotes it
+    line = ", ".join(f"{k}: {_quoted(str(v))}" for k, v in pairs)
+    lines = [job.prompt]
+    if job.negative_prompt:
+        lines.append(f"Negative prompt: {job.negative_prompt}")
+    return "\n".join([*lines, line])
+
+
+def _quoted(value: str) -> str:
+    return json.dumps(value) if ("," in value or ":" in value or "\n" in value) else value
+
+
+def sticker_output(
+    image: Image.Image | None, sticker: Image.Image, seed: int = 0, parameters: str | None = None
+) -> Sticker:
     shown = image if image is not None else sticker
     return Sticker(
-        image_png=png_bytes(image.convert("RGB")) if image is not None else None,
-        sticker_png=png_bytes(sticker),
+        image_png=png_bytes(image.convert("RGB"), parameters) if image is not None else None,
+        sticker_png=png_bytes(sticker, parameters),
         seed=seed,
         width=shown.width,
         height=shown.height,
@@ -75,6 +118,8 @@ class Task:
     on_progress: Callable[[int, int], None] | None = None
     should_cancel: Callable[[], bool] | None = None
     log: LogFn = lambda _line: None
+    #: written into each PNG's parameters (reproducing a sticker starts from its job)
+    job_id: str = ""
 
 
 class Predictor:
@@ -105,6 +150,7 @@ class Predictor:
         on_progress: Callable[[int, int], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
         log: LogFn | None = None,
+        job_id: str = "",
     ) -> list[Sticker]:
         assert self.engine is not None, "call setup() first"
         log = log or (lambda _line: None)
@@ -130,7 +176,8 @@ class Predictor:
         stickers = []
         for generated in images:
             sticker = finishing_steps.finish(generated.image, preset, job.finishing, log)
-            stickers.append(sticker_output(generated.image, sticker, generated.seed))
+            made = parameters_text(job, preset, generated.seed, generated.image.size, job_id)
+            stickers.append(sticker_output(generated.image, sticker, generated.seed, made))
         return stickers
 
     def predict_stream(
@@ -186,6 +233,7 @@ class Predictor:
                     g.image,
                     finishing_steps.finish(g.image, preset, job.finishing, task.log),
                     g.seed,
+                    parameters_text(job, preset, g.seed, g.image.size, task.job_id),
                 )
                 for g in result.images
             ]
