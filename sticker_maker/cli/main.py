@@ -6,6 +6,7 @@ and the client commands start fast.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from pathlib import Path
@@ -268,6 +269,11 @@ def serve(
     )
     err.print(f"sticker-maker: {where}, listening on http://{host}:{port}")
     err.print("Create a key with: sticker-maker keys create" + _home_flag(home))
+    # the service's own lines (one per job start and end) beside uvicorn's
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.DEBUG),  # uvicorn's "trace" too
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     uvicorn.run(application, host=host, port=port, log_level=log_level)
 
 
