@@ -97,7 +97,7 @@ def serve(
         float | None,
         typer.Option(
             help="Seconds a synchronous request (Segmind POST /v1/<model>) waits for its job "
-            "before answering 504 [env STICKER_MAKER_SYNC_TIMEOUT; default 25].",
+            "before answering 504 (env STICKER_MAKER_SYNC_TIMEOUT; default 25).",
             min=0.1,
             max=3600,
             show_default=False,
@@ -122,7 +122,7 @@ def serve(
             "sampler, guidance and LoRA scale share each denoising step, and one submitted "
             "while they run joins them at the next step (each keeps its seed; each is "
             "billed its share). 0 = auto: 4 on a GPU, 1 on a CPU "
-            "[env STICKER_MAKER_MAX_BATCH].",
+            "(env STICKER_MAKER_MAX_BATCH).",
             show_default=False,
         ),
     ] = None,
@@ -170,8 +170,8 @@ def serve(
     retention: Annotated[
         float | None,
         typer.Option(
-            help="Seconds jobs and files are kept after completion [env "
-            "STICKER_MAKER_RETENTION_SECONDS; default 3600].",
+            help="Seconds jobs and files are kept after completion (env "
+            "STICKER_MAKER_RETENTION_SECONDS; default 3600).",
             min=0,
             show_default=False,
         ),
@@ -180,7 +180,7 @@ def serve(
         int | None,
         typer.Option(
             help="Queued jobs in the whole service before submits get 503 (0 = no cap) "
-            "[env STICKER_MAKER_MAX_QUEUE_DEPTH; default 1000].",
+            "(env STICKER_MAKER_MAX_QUEUE_DEPTH; default 1000).",
             min=0,
             show_default=False,
         ),
@@ -189,7 +189,7 @@ def serve(
         int | None,
         typer.Option(
             help="Per key: jobs queued or running at once (429 beyond) "
-            "[env STICKER_MAKER_MAX_ACTIVE_JOBS; default 20].",
+            "(env STICKER_MAKER_MAX_ACTIVE_JOBS; default 20).",
             min=0,
             show_default=False,
         ),
@@ -198,7 +198,7 @@ def serve(
         int | None,
         typer.Option(
             help="Per key: authenticated requests per minute "
-            "[env STICKER_MAKER_REQUESTS_PER_MINUTE; default 3000].",
+            "(env STICKER_MAKER_REQUESTS_PER_MINUTE; default 3000).",
             min=0,
             show_default=False,
         ),
@@ -207,7 +207,7 @@ def serve(
         int | None,
         typer.Option(
             help="Per key: job submissions per minute "
-            "[env STICKER_MAKER_SUBMITS_PER_MINUTE; default 120].",
+            "(env STICKER_MAKER_SUBMITS_PER_MINUTE; default 120).",
             min=0,
             show_default=False,
         ),
@@ -216,7 +216,7 @@ def serve(
         list[str] | None,
         typer.Option(
             help="A private network webhooks may call (CIDR, repeatable), e.g. 10.0.0.0/8 "
-            "[env STICKER_MAKER_WEBHOOK_ALLOW_NETWORKS, comma-separated].",
+            "(env STICKER_MAKER_WEBHOOK_ALLOW_NETWORKS, comma-separated).",
             show_default=False,
         ),
     ] = None,

@@ -49,3 +49,13 @@ def test_a_second_local_run_with_the_same_seed_keeps_the_first_files(tmp_path: P
     assert second == (tmp_path / "cat-7-2.png", tmp_path / "cat-7-2-sticker.png")
     second[0].write_bytes(b"second")
     assert main._free_names(tmp_path, "cat-7")[0] == tmp_path / "cat-7-3.png"
+
+
+def test_serve_help_names_every_environment_variable() -> None:
+    """Help text is not markup: '[env X; default N]' used to vanish, leaving ' .'."""
+    result = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    for name in ("SYNC_TIMEOUT", "MAX_BATCH", "RETENTION_SECONDS", "MAX_QUEUE_DEPTH"):
+        assert f"STICKER_MAKER_{name}" in text
+    assert " ." not in text
