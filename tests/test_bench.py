@@ -27,3 +27,14 @@ def test_bench_script_help(script: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "usage:" in out.stdout
+
+
+def test_the_readme_and_the_suite_say_the_same_duration() -> None:
+    """One measured figure (bench/run.py prints what the suite took), said in both places."""
+    import re
+
+    readme = (BENCH.parent / "README.md").read_text()
+    suite = (BENCH / "run.py").read_text()
+    said = re.search(r"runs the benchmark suite in about ([\d.]+) minutes", readme)
+    doc = re.search(r"Takes about ([\d.]+) minutes", suite)
+    assert said and doc and said.group(1) == doc.group(1)

@@ -295,7 +295,7 @@ def export_output(
     512 px, ≤ 512 KB); ``whatsapp`` (512x512 WebP ≤ 100 KB); ``whatsapp_tray`` (96x96
     PNG ≤ 50 KB); ``discord`` (320x320 PNG ≤ 512 KB); ``print_png`` (300 dpi PNG);
     ``print_svg`` (the SVG cut line matching ``print_png``)."""
-    from sticker_maker.finishing import export, print_export
+    from sticker_maker.finishing import FinishingError, export, print_export
     from sticker_maker.finishing._export import sniff_extension
 
     if target not in EXPORTS:
@@ -308,7 +308,11 @@ def export_output(
     image = _sticker_image(svc, job, int(n))
     name, ext, media_type = EXPORTS[target]
     svg = target == "print_svg"
-    data = print_export(image)[1].encode("utf-8") if svg else export(image, name)
+    try:
+        data = print_export(image)[1].encode("utf-8") if svg else export(image, name)
+    except FinishingError as exc:  # an empty sticker has no cut line: say so, never 5xx
+        why = f"output {n} of job {job.id} cannot be exported as {target}: {exc}"
+        raise Conflict(why) from None
     if ext is None:
         ext = sniff_extension(data)
         media_type = _SNIFFED[ext]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -50,8 +51,14 @@ jobs_app = typer.Typer(
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    # the message is text, not markup: "[presets.x]" must print as written
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
+
+
+def _cli_words(message: str) -> str:
+    """The SDK's advice in the CLI's terms (a flag, not a Python argument)."""
+    return message.replace("pass api_key=...", "pass --api-key")
 
 
 def _client(server: str | None, api_key: str | None) -> Client:
@@ -90,7 +97,7 @@ def generate_remote(
                     err.print(f"could not cancel job {job.id}: {exc}")
             raise
         except APIError as exc:
-            raise fail(str(exc)) from None
+            raise fail(_cli_words(str(exc))) from None
     for path in paths:
         out.print(str(path), highlight=False, soft_wrap=True)
 
@@ -135,7 +142,7 @@ def _run(action: Any) -> Any:
     try:
         return action()
     except APIError as exc:
-        raise fail(str(exc)) from None
+        raise fail(_cli_words(str(exc))) from None
 
 
 @jobs_app.command("list")

@@ -149,7 +149,11 @@ def keys_list(
 
     with _store(home) as store:
         rows = store.list_keys(include_revoked=all_keys)
-    table = Table("prefix", "label", "scope", "created", "last used", "balance", "revoked")
+    table = Table()
+    # the prefix is what `grant` and `revoke` take: never cut it, whatever the width
+    table.add_column("prefix", no_wrap=True, min_width=len("sm_") + 8)
+    for name in ("label", "scope", "created", "last used", "balance", "revoked"):
+        table.add_column(name)
     for key, balance in rows:
         table.add_row(
             key.prefix,

@@ -6,6 +6,7 @@ and the client commands start fast.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from sticker_maker.cli.finishing_cmds import Holes
 
@@ -49,7 +51,8 @@ PresetsOpt = Annotated[
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    # the message is text, not markup: "[presets.x]" must print as written
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -107,7 +110,7 @@ def serve(
         float | None,
         typer.Option(
             help="Seconds a synchronous request (Segmind POST /v1/<model>) waits for its job "
-            "before answering 504 [env STICKER_MAKER_SYNC_TIMEOUT; default 25].",
+            "before answering 504 (env STICKER_MAKER_SYNC_TIMEOUT; default 25).",
             min=0.1,
             max=3600,
             show_default=False,
@@ -132,7 +135,7 @@ def serve(
             "sampler, guidance and LoRA scale share each denoising step, and one submitted "
             "while they run joins them at the next step (each keeps its seed; each is "
             "billed its share). 0 = auto: 4 on a GPU, 1 on a CPU "
-            "[env STICKER_MAKER_MAX_BATCH].",
+            "(env STICKER_MAKER_MAX_BATCH).",
             show_default=False,
         ),
     ] = None,
@@ -180,8 +183,8 @@ def serve(
     retention: Annotated[
         float | None,
         typer.Option(
-            help="Seconds jobs and files are kept after completion [env "
-            "STICKER_MAKER_RETENTION_SECONDS; default 3600].",
+            help="Seconds jobs and files are kept after completion (env "
+            "STICKER_MAKER_RETENTION_SECONDS; default 3600).",
             min=0,
             show_default=False,
         ),
@@ -190,7 +193,7 @@ def serve(
         int | None,
         typer.Option(
             help="Queued jobs in the whole service before submits get 503 (0 = no cap) "
-            "[env STICKER_MAKER_MAX_QUEUE_DEPTH; default 1000].",
+            "(env STICKER_MAKER_MAX_QUEUE_DEPTH; default 1000).",
             min=0,
             show_default=False,
         ),
@@ -199,7 +202,7 @@ def serve(
         int | None,
         typer.Option(
             help="Per key: jobs queued or running at once (429 beyond) "
-            "[env STICKER_MAKER_MAX_ACTIVE_JOBS; default 20].",
+            "(env STICKER_MAKER_MAX_ACTIVE_JOBS; default 20).",
             min=0,
             show_default=False,
         ),
@@ -208,7 +211,7 @@ def serve(
         int | None,
         typer.Option(
             help="Per key: authenticated requests per minute "
-            "[env STICKER_MAKER_REQUESTS_PER_MINUTE; default 3000].",
+            "(env STICKER_MAKER_REQUESTS_PER_MINUTE; default 3000).",
             min=0,
             show_default=False,
         ),
@@ -217,7 +220,7 @@ def serve(
         int | None,
         typer.Option(
             help="Per key: job submissions per minute "
-            "[env STICKER_MAKER_SUBMITS_PER_MINUTE; default 120].",
+            "(env STICKER_MAKER_SUBMITS_PER_MINUTE; default 120).",
             min=0,
             show_default=False,
         ),
@@ -226,7 +229,7 @@ def serve(
         list[str] | None,
         typer.Option(
             help="A private network webhooks may call (CIDR, repeatable), e.g. 10.0.0.0/8 "
-            "[env STICKER_MAKER_WEBHOOK_ALLOW_NETWORKS, comma-separated].",
+            "(env STICKER_MAKER_WEBHOOK_ALLOW_NETWORKS, comma-separated).",
             show_default=False,
         ),
     ] = None,
@@ -280,6 +283,11 @@ def serve(
     )
     err.print(f"sticker-maker: {where}, listening on http://{host}:{port}")
     err.print("Create a key with: sticker-maker keys create" + _home_flag(home))
+    # the service's own lines (one per job start and end) beside uvicorn's
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.DEBUG),  # uvicorn's "trace" too
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     uvicorn.run(application, host=host, port=port, log_level=log_level)
 
 
@@ -405,11 +413,20 @@ def generate(
     output.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:40] or "sticker"
     for sticker in stickers:
-        image_path = output / f"{stem}-{sticker.seed}.png"
-        sticker_path = output / f"{stem}-{sticker.seed}-sticker.png"
+        image_path, sticker_path = _free_names(output, f"{stem}-{sticker.seed}")
         image_path.write_bytes(sticker.image_png)
         sticker_path.write_bytes(sticker.sticker_png)
         out.print(f"{image_path}\n{sticker_path}")
+
+
+def _free_names(folder: Path, base: str) -> tuple[Path, Path]:
+    """``base.png`` and ``base-sticker.png``, or ``base-2…`` when an earlier run wrote them:
+    a second run with the same prompt and seed never overwrites the first one's files."""
+    name, n = base, 1
+    while (folder / f"{name}.png").exists() or (folder / f"{name}-sticker.png").exists():
+        n += 1
+        name = f"{base}-{n}"
+    return folder / f"{name}.png", folder / f"{name}-sticker.png"
 
 
 def _run_locally(job, presets_file: Path | None):  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ not fit raises :class:`DoesNotFit` so the engine can evict others and retry.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,11 @@ def _hint(kind: str, ref: str, preset: str, key: str, exc: BaseException | None 
 
 
 def _reason(exc: BaseException) -> str:
+    """The error's first line, whole (only a runaway one is shortened, at a word break)."""
     text = str(exc).strip().splitlines()
-    return f" ({type(exc).__name__}: {text[0][:300]})" if text else f" ({type(exc).__name__})"
+    if not text:
+        return f" ({type(exc).__name__})"
+    return f" ({type(exc).__name__}: {textwrap.shorten(text[0], 2000, placeholder=' …')})"
 
 
 def does_not_fit(kind: str, ref: str, placement: Placement) -> DoesNotFit:

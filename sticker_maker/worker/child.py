@@ -293,6 +293,7 @@ def _run_batch(
                     cancelled(slot),
                     lambda line, send=send: send(("log", line)),
                     level[0] if level else None,
+                    job_id=job_id,
                 )
             )
         return tasks

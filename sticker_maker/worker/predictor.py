@@ -9,6 +9,7 @@ torch) and give sticker PNGs only; :meth:`Predictor.run` dispatches on the kind.
 from __future__ import annotations
 
 import io
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from sticker_maker.errors import ContentBlocked
 from sticker_maker.inputs import CutoutInput, SplitInput
 from sticker_maker.params import JobInput
-from sticker_maker.presets import PresetRegistry, load_presets
+from sticker_maker.presets import Preset, PresetRegistry, load_presets
 from sticker_maker.safety import ImageScreen, SafetySettings, checks_images
 from sticker_maker.worker import stickers as finishing_steps
 
@@ -52,16 +54,24 @@ class Sticker:
         return files
 
 
-def png_bytes(image: Image.Image) -> bytes:
+def png_bytes(image: Image.Image, parameters: str | None = None) -> bytes:
+    """PNG bytes; ``parameters`` goes in the ``parameters`` tEXt chunk (see below)."""
+    info = None
+    if parameters:
+        info = PngInfo()
+        info.add_text("parameters", parameters)
     buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=1)
+    image.save(buf, format="PNG", compress_level=1, pnginfo=info)
     return buf.getvalue()
 
 
-def encode(image: Image.Image, fmt: str = "png", quality: int = 90) -> bytes:
-    """``image`` as ``png``, ``webp`` (transparency kept) or ``jpg`` (on white)."""
+def encode(
+    image: Image.Image, fmt: str = "png", quality: int = 90, parameters: str | None = None
+) -> bytes:
+    """``image`` as ``png`` (with its ``parameters`` text), ``webp`` (transparency kept)
+    or ``jpg`` (on white)."""
     if fmt == "png":
-        return png_bytes(image)
+        return png_bytes(image, parameters)
     buf = io.BytesIO()
     if fmt == "webp":
         image.save(buf, format="WEBP", quality=quality, method=4)
@@ -77,17 +87,54 @@ def encode(image: Image.Image, fmt: str = "png", quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
+def parameters_text(
+    job: JobInput, preset: Preset, seed: int, size: tuple[int, int], job_id: str = ""
+) -> str:
+    """How the image was made, in the text AUTOMATIC1111's web UI writes to the PNG
+    ``parameters`` chunk (and ComfyUI, InvokeAI, civitai and others read): the prompt,
+    then ``Negative prompt: …``, then ``Key: value`` pairs on one line."""
+    pairs = [
+        ("Steps", job.steps),
+        ("Sampler", job.scheduler),
+        ("CFG scale", f"{job.guidance_scale:g}"),
+        ("Seed", seed),
+        ("Size", f"{size[0]}x{size[1]}"),
+        ("Model", preset.base),
+    ]
+    if preset.lora:
+        lora = preset.lora + (f"/{preset.lora_weight_name}" if preset.lora_weight_name else "")
+        pairs += [("Lora", lora), ("Lora scale", f"{job.lora_scale:g}")]
+    if job.upscale:
+        pairs.append(("Upscale steps", job.upscale_steps))
+    pairs.append(("Preset", job.preset))
+    if job_id:
+        pairs.append(("Job id", job_id))
+    # a value with a comma or colon would break the key: value list, as A1111 quotes it
+    line = ", ".join(f"{k}: {_quoted(str(v))}" for k, v in pairs)
+    lines = [job.prompt]
+    if job.negative_prompt:
+        lines.append(f"Negative prompt: {job.negative_prompt}")
+    return "\n".join([*lines, line])
+
+
+def _quoted(value: str) -> str:
+    return json.dumps(value) if ("," in value or ":" in value or "\n" in value) else value
+
+
 def sticker_output(
     image: Image.Image | None,
     sticker: Image.Image,
     seed: int = 0,
     fmt: str = "png",
     quality: int = 90,
+    parameters: str | None = None,
 ) -> Sticker:
     shown = image if image is not None else sticker
     return Sticker(
-        image_png=encode(image.convert("RGB"), fmt, quality) if image is not None else None,
-        sticker_png=encode(sticker, fmt, quality),
+        image_png=(
+            encode(image.convert("RGB"), fmt, quality, parameters) if image is not None else None
+        ),
+        sticker_png=encode(sticker, fmt, quality, parameters),
         seed=seed,
         width=shown.width,
         height=shown.height,
@@ -109,6 +156,8 @@ class Task:
     log: LogFn = lambda _line: None
     #: the safety level the job was admitted at (None: check its images if configured)
     safety: str | None = None
+    #: written into each PNG's parameters (reproducing a sticker starts from its job)
+    job_id: str = ""
 
 
 class Predictor:
@@ -163,6 +212,7 @@ class Predictor:
         should_cancel: Callable[[], bool] | None = None,
         log: LogFn | None = None,
         safety: str | None = None,
+        job_id: str = "",
     ) -> list[Sticker]:
         assert self.engine is not None, "call setup() first"
         log = log or (lambda _line: None)
@@ -189,9 +239,15 @@ class Predictor:
         stickers = []
         for generated in images:
             sticker = finishing_steps.finish(generated.image, preset, job.finishing, log)
+            made = parameters_text(job, preset, generated.seed, generated.image.size, job_id)
             stickers.append(
                 sticker_output(
-                    generated.image, sticker, generated.seed, job.output_format, job.output_quality
+                    generated.image,
+                    sticker,
+                    generated.seed,
+                    job.output_format,
+                    job.output_quality,
+                    made,
                 )
             )
         return stickers
@@ -252,6 +308,7 @@ class Predictor:
                     g.seed,
                     job.output_format,
                     job.output_quality,
+                    parameters_text(job, preset, g.seed, g.image.size, task.job_id),
                 )
                 for g in result.images
             ]

@@ -50,6 +50,26 @@ RECORD_BACKOFF_FIRST = 0.25
 RECORD_BACKOFF_MAX = 5.0
 
 
+def job_line(
+    job: Job, outcome: str, seconds: float | None = None, error: str | None = None
+) -> None:
+    """One log line an operator can grep: the job, what it is, how long, how it went."""
+    took = f"{seconds:.2f}s" if seconds is not None else "-"
+    detail = f": {error}" if error and outcome != "succeeded" else ""
+    level = logging.WARNING if outcome == "failed" else logging.INFO
+    preset = getattr(job.input, "preset", None) or "-"
+    log.log(
+        level,
+        "job %s %s kind=%s preset=%s seconds=%s%s",
+        job.id,
+        outcome,
+        job.kind,
+        preset,
+        took,
+        detail,
+    )
+
+
 class Recorder:
     """Writes jobs' results for a worker."""
 
@@ -114,6 +134,7 @@ class Recorder:
             JOBS_FINISHED.labels(status).inc()
             if predict_time:
                 PREDICT_TIME.observe(predict_time)
+            job_line(job, status, predict_time, error)
 
     def finish(
         self,
@@ -168,6 +189,7 @@ class Recorder:
             self._delete(outputs)
             raise
         if owned:
+            job_line(job, "succeeded", predict_time)
             JOBS_FINISHED.labels("succeeded").inc()
             PREDICT_TIME.observe(predict_time)
             GPU_SECONDS.inc(billed_time if billed_time is not None else predict_time)

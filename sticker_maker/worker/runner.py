@@ -46,7 +46,7 @@ from sticker_maker.params import JobInput, batch_key_text
 from sticker_maker.storage import Storage
 from sticker_maker.worker.child import job_message
 from sticker_maker.worker.process import MAX_BATCH, ModelProcess
-from sticker_maker.worker.record import Recorder
+from sticker_maker.worker.record import Recorder, job_line
 
 if TYPE_CHECKING:
     pass
@@ -339,6 +339,7 @@ class Worker:
                 job, slot, seq=self._seq, sent_at=now, total=job.progress_total
             )
             items.append((slot, job_id, kind_, input_json, upload, safety))
+            job_line(job, "started" if kind == "batch" else "started (joined a batch)")
         if items:
             child.conn.send((kind, self._seq, items))
             self.jobs_done += len(items)

@@ -152,3 +152,36 @@ def test_serve_flags_reach_the_settings(monkeypatch, tmp_path) -> None:
     assert (s.max_queue_depth, s.retention_seconds, s.max_active_jobs) == (5, 60.0, 2)
     assert (s.submits_per_minute, s.requests_per_minute) == (9, 99)
     assert s.webhook_allow_networks == ("10.0.0.0/8", "127.0.0.1/32")
+
+
+def test_keys_are_compared_in_constant_time(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Every check, known id or not, right secret or not, goes through one
+    ``hmac.compare_digest`` of two SHA-256 hex digests (no early ``==`` exit)."""
+    import hmac
+
+    from sticker_maker.accounts import KeyStore
+    from sticker_maker.accounts import keys as keys_module
+    from sticker_maker.db import Database
+    from sticker_maker.errors import AuthenticationError
+
+    db = Database(f"sqlite:///{tmp_path / 'k.db'}")
+    db.upgrade()
+    store = KeyStore(db)
+    secret = store.create().secret
+    calls: list[tuple[str, str]] = []
+    real = hmac.compare_digest
+
+    def spy(a: str, b: str) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(keys_module.hmac, "compare_digest", spy)
+    wrong = secret[:-4] + ("AAAA" if not secret.endswith("AAAA") else "BBBB")
+    unknown = "sm_Zz999999_" + secret.split("_", 2)[2]
+    assert store.authenticate(secret).id == secret.split("_")[1]
+    for bad in (wrong, unknown):
+        with pytest.raises(AuthenticationError):
+            store.authenticate(bad)
+    assert len(calls) == 3
+    assert all(len(a) == len(b) == 64 for a, b in calls)
+    db.dispose()

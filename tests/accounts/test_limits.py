@@ -109,3 +109,31 @@ def test_limits_come_from_flags_then_environment_then_defaults(monkeypatch, tmp_
     monkeypatch.delenv("STICKER_MAKER_WEBHOOK_ALLOW_NETWORKS")
     with pytest.raises(InvalidInput, match="must be a number"):
         Settings.load(tmp_path)
+
+
+def test_request_counts_are_shared_by_api_processes_on_one_database(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Two API processes (two counters, two connections to one database) on a fake clock:
+    the second sees the first's requests and refuses exactly the one over the limit."""
+    from types import SimpleNamespace
+
+    from sticker_maker.accounts import KeyStore
+    from sticker_maker.accounts.limits import FLUSH_EVERY, WINDOW, RequestCounter
+    from sticker_maker.db import Database
+    from sticker_maker.errors import RateLimited
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    first_db, second_db = Database(url), Database(url)
+    first_db.upgrade()
+    key = KeyStore(first_db).create().key
+    settings = SimpleNamespace(requests_per_minute=10)
+    first, second = RequestCounter(first_db), RequestCounter(second_db)
+    start = 1_000 * WINDOW + 1.0  # one minute window, no earlier minute to weigh in
+    for i in range(6):  # spaced so that each is written to the database
+        first.count(key, settings, now=start + i * FLUSH_EVERY * 1.2)
+    later = start + 10
+    for i in range(4):  # 6 + 4 = 10: the limit
+        second.count(key, settings, now=later + i * FLUSH_EVERY * 1.2)
+    with pytest.raises(RateLimited):
+        second.count(key, settings, now=later + 4 * FLUSH_EVERY * 1.2)
+    first_db.dispose()
+    second_db.dispose()

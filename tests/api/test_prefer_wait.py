@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -70,8 +71,9 @@ class CountingStore(JobStore):
     reads = 0
 
     def get(self, job_id, key_id=None):  # type: ignore[no-untyped-def]
-        self.reads += 1
-        return super().get(job_id, key_id)
+        job = super().get(job_id, key_id)
+        self.reads += 1  # counted once the read is done, so a test can act after it
+        return job
 
 
 def _queued_job(tmp_path: Path) -> tuple[CountingStore, JobStore, str]:
@@ -85,6 +87,19 @@ def _queued_job(tmp_path: Path) -> tuple[CountingStore, JobStore, str]:
     return store, JobStore(db), job.id
 
 
+def _when(ready: Callable[[], bool], action: Callable[[], None]) -> threading.Thread:
+    """Run ``action`` in a thread as soon as ``ready()`` holds."""
+
+    def run() -> None:
+        while not ready():
+            time.sleep(0.001)
+        action()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_waiter_wakes_on_notification_without_polling(tmp_path: Path) -> None:
     store, _, job_id = _queued_job(tmp_path)
     waiter = JobWaiter(store, first_poll=30, max_poll=30)  # only a wake-up can end it early
@@ -94,10 +109,11 @@ def test_waiter_wakes_on_notification_without_polling(tmp_path: Path) -> None:
         assert claimed is not None
         store.fail(claimed, "boom")
 
-    timer = threading.Timer(0.3, finish)
-    timer.start()
+    # finish once the waiter has read the job (an event, not a timer that can fire before
+    # the first read on a loaded machine)
+    helper = _when(lambda: store.reads >= 1, finish)
     job = asyncio.run(waiter.wait(job_id, None, timeout=30))
-    timer.join()
+    helper.join()
     assert job.status is JobStatus.FAILED and job.error == "boom"
     assert store.reads == 2  # before sleeping, and once after the wake-up
     assert waiter.waiting() == 0
@@ -112,12 +128,11 @@ def test_waiter_polls_when_another_process_finishes_the_job(tmp_path: Path) -> N
         assert claimed is not None
         elsewhere.fail(claimed, "boom")
 
-    timer = threading.Timer(0.3, finish)
-    timer.start()
+    helper = _when(lambda: store.reads >= 3, finish)  # after the waiter polled 3 times
     job = asyncio.run(waiter.wait(job_id, None, timeout=30))
-    timer.join()
+    helper.join()
     assert job.status is JobStatus.FAILED
-    assert 2 < store.reads < 30  # backed-off reads, not a busy loop
+    assert 3 < store.reads < 30  # it kept polling and saw the end; backed off, not busy
 
 
 def test_wait_owner_check_and_timeout(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,32 @@ def test_help_documents_the_client_options() -> None:
     result = CliRunner().invoke(app, ["jobs", "--help"])
     for command in ("list", "show", "cancel"):
         assert command in result.output
+
+
+def test_ctrl_c_while_waiting_cancels_the_job_on_the_service(
+    runner: CliRunner, shared_server: RunningServer, key: str, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl-C (KeyboardInterrupt) during a remote ``generate`` cancels the job there."""
+    import httpx
+
+    from sticker_maker.cli import client_cmds
+
+    def interrupted(job):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt  # what Ctrl-C raises while the CLI waits
+
+    monkeypatch.setattr(client_cmds, "_wait_with_progress", interrupted)
+    result = runner.invoke(
+        app, ["generate", "a long one", "--preset", "tiny", "--steps", "100", "-o", str(tmp_path)]
+    )
+    assert result.exit_code != 0
+    job_id = result.stderr.split("job ", 1)[1].split()[0]
+    assert f"canceled job {job_id}" in result.stderr
+    deadline = time.monotonic() + 300  # a guard against a hang, not a timing assertion
+    while True:  # a queued job ends at once, a running one at its next step
+        url = f"{shared_server.url}/v1/jobs/{job_id}"
+        job = httpx.get(url, headers={"x-api-key": key}).json()
+        if job["status"] not in ("queued", "running"):
+            break
+        assert time.monotonic() < deadline, job
+        time.sleep(0.1)
+    assert job["status"] == "canceled" and not job["output"]

@@ -54,8 +54,34 @@ def pixels(images: list[Any]) -> list[np.ndarray]:
     return [np.asarray(g.image, dtype=np.int16) for g in images]
 
 
+class FakeClock:
+    """``time`` for the engine modules: ``perf_counter`` advances one second per call."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def perf_counter(self) -> float:
+        self.now += 1.0
+        return self.now
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    import sticker_maker.engine.cache as cache
+    import sticker_maker.engine.denoise as denoise
+    import sticker_maker.engine.models as models
+    import sticker_maker.engine.pipeline as pipeline
+
+    clock = FakeClock()
+    for module in (cache, denoise, models, pipeline):
+        monkeypatch.setattr(module, "time", clock)
+    return clock
+
+
 def test_jobs_batched_in_one_call_give_the_pixels_they_give_alone(
-    engine: Engine, registry: PresetRegistry
+    engine: Engine, registry: PresetRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     jobs = [
         job(registry, prompt="a red cat", seed=1),
@@ -64,12 +90,13 @@ def test_jobs_batched_in_one_call_give_the_pixels_they_give_alone(
     ]
     assert len({batch_key(j) for j in jobs}) == 1
     steps: list[list[tuple[int, int]]] = [[], [], []]
-    began = time.perf_counter()
+    clock = fake_clock(monkeypatch)  # the engine's durations, without a loaded machine's noise
+    began = clock.perf_counter()
     results = engine.generate_many(
         jobs,
         on_progress=[lambda s, t, n=n: steps[n].append((s, t)) for n in range(3)],
     )
-    wall = time.perf_counter() - began
+    wall = clock.perf_counter() - began
     assert [r.error for r in results] == [None, None, None]
     assert [[g.seed for g in r.images] for r in results] == [[1], [2, 3], [40]]
     # one call: every job saw each of the 2 steps once
@@ -152,7 +179,9 @@ def test_lanes_give_the_pixels_of_diffusers_own_pipeline(
         assert np.abs(a - b).max() <= 1
 
 
-def test_a_job_joins_a_running_loop_between_steps(engine: Engine, registry: PresetRegistry) -> None:
+def test_a_job_joins_a_running_loop_between_steps(
+    engine: Engine, registry: PresetRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Continuous batching: a job that arrives while others denoise joins at the next step
     boundary, takes its own steps, and leaves when done; all pixels as alone."""
     from sticker_maker.engine.pipeline import JobResult, Request
@@ -179,6 +208,7 @@ def test_a_job_joins_a_running_loop_between_steps(engine: Engine, registry: Pres
             return [request("late", late), request("other", other)]
         return []
 
+    fake_clock(monkeypatch)
     engine.run([request("first", first)], more)
     assert order == ["first", "late", "other"]
     assert all(done[n].error is None for n in done)

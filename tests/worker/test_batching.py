@@ -4,6 +4,8 @@ with their own seeds, outputs, pixels (as alone) and bills (their share of the c
 from __future__ import annotations
 
 import io
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -99,8 +101,15 @@ def _worker(svc: Services, max_batch: int) -> Any:
     return worker
 
 
+def _until(svc: Services, job_id: str, status: str) -> None:
+    deadline = time.monotonic() + 600  # a guard against a hang, not a timing assertion
+    while svc.jobs.get(job_id).status.value != status:
+        assert time.monotonic() < deadline, svc.jobs.get(job_id).status
+        time.sleep(0.01)
+
+
 def _wait(svc: Services, ids: list[str]) -> dict[str, Job]:
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 600  # a guard against a hang on a loaded machine
     while True:
         jobs = {i: svc.jobs.get(i) for i in ids}
         if all(j.status.is_terminal for j in jobs.values()):
@@ -208,12 +217,17 @@ def test_a_job_submitted_while_a_batch_runs_joins_it(priced_presets: Path, tmp_p
     try:
         warm = _submit(svc, key, preset="priced", seed=1, steps=2)  # loads the model
         _wait(svc, [warm.id])
-        first = _submit(svc, key, preset="priced", prompt="red cat", seed=11, steps=40)
-        deadline = time.monotonic() + 60
-        while svc.jobs.get(first.id).progress_step < 3:  # it is denoising
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-        late = _submit(svc, key, preset="priced", prompt="blue dog", seed=22, steps=40)
+        # Hold the model process so the first job cannot finish before the late one is
+        # claimed, however loaded the machine (no race between the test and the steps).
+        child = worker._child.proc.pid
+        os.kill(child, signal.SIGSTOP)
+        try:
+            first = _submit(svc, key, preset="priced", prompt="red cat", seed=11, steps=40)
+            _until(svc, first.id, "running")
+            late = _submit(svc, key, preset="priced", prompt="blue dog", seed=22, steps=40)
+            _until(svc, late.id, "running")  # claimed to join the running batch
+        finally:
+            os.kill(child, signal.SIGCONT)
         jobs = _wait(svc, [first.id, late.id])
         alone = _submit(svc, key, preset="priced", prompt="blue dog", seed=22, steps=40)
         alone_done = _wait(svc, [alone.id])[alone.id]
