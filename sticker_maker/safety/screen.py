@@ -31,6 +31,21 @@ def load_terms(settings: SafetySettings) -> TermList:
     return TermList.build(entries)
 
 
+def _classifier(settings: SafetySettings, kind: str) -> Classifier | None:
+    """The ``text`` or ``image`` classifier the settings name, loaded; None if none."""
+    model = getattr(settings, f"{kind}_model")
+    if not model:
+        return None
+    return Classifier(
+        f"{kind}-classification",
+        model,
+        getattr(settings, f"{kind}_labels"),
+        getattr(settings, f"{kind}_threshold"),
+        setting=f"{ENV}_{kind.upper()}_MODEL",
+        device=settings.device,
+    )
+
+
 @dataclass(frozen=True)
 class Findings:
     """What a prompt touches (categories; ``classifier`` when the model flagged it)."""
@@ -51,17 +66,7 @@ class PromptScreen:
 
     @classmethod
     def from_settings(cls, settings: SafetySettings) -> PromptScreen:
-        classifier = None
-        if settings.text_model:
-            classifier = Classifier(
-                "text-classification",
-                settings.text_model,
-                settings.text_labels,
-                settings.text_threshold,
-                setting=f"{ENV}_TEXT_MODEL",
-                device=settings.device,
-            )
-        return cls(load_terms(settings), classifier)
+        return cls(load_terms(settings), _classifier(settings, "text"))
 
     def findings(self, prompt: str) -> Findings:
         found = policy.combine(self.terms.categories(prompt))
@@ -84,18 +89,8 @@ class ImageScreen:
     @classmethod
     def from_settings(cls, settings: SafetySettings) -> ImageScreen | None:
         """The check, or None when no image model is set (then there is no image check)."""
-        if not settings.image_model:
-            return None
-        return cls(
-            Classifier(
-                "image-classification",
-                settings.image_model,
-                settings.image_labels,
-                settings.image_threshold,
-                setting=f"{ENV}_IMAGE_MODEL",
-                device=settings.device,
-            )
-        )
+        classifier = _classifier(settings, "image")
+        return None if classifier is None else cls(classifier)
 
     def flagged(self, images: Sequence[Any]) -> list[bool]:
         """One verdict per PIL image (RGB)."""

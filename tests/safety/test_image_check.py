@@ -54,6 +54,18 @@ def test_the_image_screen_follows_the_model_and_the_level(classifiers) -> None:
     assert len(lines) == 3 and all("image check: 2 image(s)" in line for line in lines)
 
 
+def _service(  # type: ignore[no-untyped-def]
+    make_client, tiny_models, tmp_path: Path, model: Path, *, charge: bool = False, **settings
+) -> Client:
+    """The service with its worker on the tiny SDXL presets and ``model`` as image check."""
+    return make_client(
+        run_worker=True,
+        presets=write_presets(tmp_path / "presets.toml", tiny_models),
+        safety=SafetySettings(image_model=str(model), charge_blocked_images=charge),
+        **settings,
+    )
+
+
 def _wait(client: Client, ids: list[str], timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while not all(client.svc.jobs.get(i).status.is_terminal for i in ids):
@@ -72,13 +84,13 @@ def _image_metric(client: Client) -> float:
 def test_a_refused_image_never_reaches_storage_and_every_api_says_so(
     make_client, tiny_models, tmp_path, classifiers
 ) -> None:
-    presets = write_presets(tmp_path / "presets.toml", tiny_models)
     receiver = Receiver(fail_first=0)
-    client: Client = make_client(
-        run_worker=True,
-        run_background=True,
-        presets=presets,
-        safety=SafetySettings(image_model=str(classifiers["nsfw"])),
+    client = _service(
+        make_client,
+        tiny_models,
+        tmp_path,
+        classifiers["nsfw"],
+        run_background=True,  # the webhook sender
         webhook_allow_networks=("127.0.0.1/32",),
     )
     stored: list[str] = []
@@ -127,12 +139,7 @@ def test_a_refused_image_never_reaches_storage_and_every_api_says_so(
 def test_an_operator_may_charge_the_gpu_time_of_a_refused_image(
     make_client, tiny_models, tmp_path, classifiers
 ) -> None:
-    presets = write_presets(tmp_path / "presets.toml", tiny_models)
-    client: Client = make_client(
-        run_worker=True,
-        presets=presets,
-        safety=SafetySettings(image_model=str(classifiers["nsfw"]), charge_blocked_images=True),
-    )
+    client = _service(make_client, tiny_models, tmp_path, classifiers["nsfw"], charge=True)
     key = client.new_key(credits=1000)
     job_id = client.submit(key, preset="tiny", prompt="a cute cat", steps=2).json()["id"]
     _wait(client, [job_id])
@@ -150,12 +157,7 @@ def test_an_operator_may_charge_the_gpu_time_of_a_refused_image(
 def test_an_image_the_classifier_clears_is_kept(
     make_client, tiny_models, tmp_path, classifiers
 ) -> None:
-    presets = write_presets(tmp_path / "presets.toml", tiny_models)
-    client: Client = make_client(
-        run_worker=True,
-        presets=presets,
-        safety=SafetySettings(image_model=str(classifiers["normal"])),
-    )
+    client = _service(make_client, tiny_models, tmp_path, classifiers["normal"])
     key = client.new_key(credits=1000)
     job_id = client.submit(key, preset="tiny", prompt="a cute cat", steps=2, samples=2).json()["id"]
     _wait(client, [job_id])
