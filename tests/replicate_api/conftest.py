@@ -46,6 +46,22 @@ class App:
     def client(self, token: str) -> replicate.Client:
         return replicate.Client(api_token=token, base_url=self.root)
 
+    def auto_worker(self) -> threading.Event:
+        """Finish every queued job as it comes (its samples, its format) until set."""
+        stop = threading.Event()
+
+        def run() -> None:
+            while not stop.is_set():
+                job = self.svc.jobs.claim_next("auto-worker")
+                if job is None:
+                    time.sleep(0.05)
+                    continue
+                fmt = getattr(job.input, "output_format", "png")
+                self._complete(job, getattr(job.input, "samples", 1), fmt)
+
+        threading.Thread(target=run, daemon=True).start()
+        return stop
+
     def close(self) -> None:
         self.http.close()
         self.server.should_exit = True
@@ -59,6 +75,10 @@ class App:
         if fail:
             self.svc.jobs.fail(job, fail, 0.5)
             return job
+        self._complete(job, outputs, fmt)
+        return job
+
+    def _complete(self, job: Job, outputs: int, fmt: str) -> None:
         files = []
         for index in range(outputs):
             for kind in ("image", "sticker"):
@@ -66,7 +86,6 @@ class App:
                 self.svc.storage.put(name, _image(fmt))
                 files.append(OutputFile(name, kind, index, 1, 8, 8, f"image/{fmt}"))
         self.svc.jobs.complete(job, files, 1.25)
-        return job
 
 
 def _image(fmt: str) -> bytes:

@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 import replicate
+from conftest import REPO
 from PIL import Image
 from replicate.exceptions import ModelError, ReplicateError
 from sqlalchemy import update
@@ -581,3 +586,42 @@ def test_retention_removes_a_predictions_data_and_keeps_its_record(app: App) -> 
     assert app.http.get(f"/v1/predictions/{prediction.id}").json()["data_removed"] is True
     sweep(app.svc.db, app.svc.storage, retention, now=later + RECORD_SECONDS)
     assert app.http.get(f"/v1/predictions/{prediction.id}").status_code == 404
+
+
+# -- the README ------------------------------------------------------------------------------
+
+
+def _readme_blocks(language: str) -> list[str]:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("### Replicate-compatible API", 1)[1].split("\n### ", 1)[0]
+    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.DOTALL)
+
+
+def test_the_readme_examples_run_as_written(app: App) -> None:
+    """Every example of the README's Replicate section, as written (only the address and key
+    are this server's), against the routes; the test finishes each job as the worker would
+    (the real worker runs the same calls in test_replicate_client.py)."""
+    exports, curl = _readme_blocks("bash")
+    (python,) = _readme_blocks("python")
+    env = {**os.environ, "KEY": app.token}
+    for line in exports.strip().splitlines():  # export NAME=VALUE
+        name, value = line.removeprefix("export ").split("=", 1)
+        env[name] = value.replace("$KEY", app.token).replace("http://127.0.0.1:8000", app.root)
+    stop = app.auto_worker()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", python], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert done.returncode == 0, done.stderr
+        answer = subprocess.run(
+            ["bash", "-c", curl], env=env, capture_output=True, text=True, timeout=60
+        )
+    finally:
+        stop.set()
+    printed = done.stdout.splitlines()
+    assert printed[0].count(f"{app.root}/files/") == 2 and ".png" in printed[0]
+    assert printed[1].startswith("succeeded [") and printed[1].endswith(" 1.25")
+    assert answer.returncode == 0, answer.stderr
+    assert json.loads(answer.stdout)["status"] == "succeeded"
+    asked = [j["input"] for j in app.http.get("/v1/jobs").json()["jobs"]]
+    assert {(i["width"], i["height"]) for i in asked} == {(512, 512)}
