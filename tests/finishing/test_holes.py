@@ -142,11 +142,10 @@ def test_keep_fills_the_holes_of_a_learned_mask() -> None:
 
 
 def _holes_cases() -> tuple[Path, list[dict[str, object]]]:
-    from bench.cutout_holes import default_holes_data
+    from bench._cutout_holes import default_holes_data
 
     folder = default_holes_data() / "composite"
-    if not (folder / "manifest.json").is_file():
-        pytest.skip(f"hole cases not found at {folder} (set STICKER_MAKER_HOLES_DATA)")
+    assert (folder / "manifest.json").is_file(), f"hole cases not found at {folder}"
     return folder, json.loads((folder / "manifest.json").read_text())["cases"]
 
 
@@ -156,7 +155,7 @@ def _holes_cases() -> tuple[Path, list[dict[str, object]]]:
 )
 @pytest.mark.parametrize("split", ["tune", "holdout"])
 def test_hole_cases_iou(style: str, holes: bool, minimum: float, split: str) -> None:
-    """Two cases per group, on all three backdrops: auto beats the filled silhouette."""
+    """Two cases per group, on every backdrop present: auto beats the filled silhouette."""
     folder, cases = _holes_cases()
     chosen = [c for c in cases if c["style"] == style and c["holes"] == holes]
     chosen = [c for c in chosen if c["split"] == split][:2]
@@ -165,6 +164,8 @@ def test_hole_cases_iou(style: str, holes: bool, minimum: float, split: str) -> 
     for c in chosen:
         truth = np.asarray(Image.open(folder / f"{c['case']}_alpha.png")) >= 128
         for kind in ("white", "color", "noise"):
+            if not (folder / f"{c['case']}_{kind}.png").is_file():
+                continue  # the in-repo subset has no noisy composites (2 MB each)
             image = Image.open(folder / f"{c['case']}_{kind}.png")
             ours.append(iou(alpha_of(remove_background(image).image) >= 128, truth))
             if holes and kind == "white":

@@ -43,10 +43,16 @@ HOLE_SHARE = 0.002
 
 
 def default_holes_data() -> Path:
-    """``$STICKER_MAKER_HOLES_DATA``, else ``<repo>/../shared/data/stickers-holes``."""
+    """``$STICKER_MAKER_HOLES_DATA``, else the full set at ``<repo>/../shared/data/stickers-holes``,
+    else the subset the tests use, ``tests/data/stickers-holes`` (always in the repository)."""
     env = os.environ.get("STICKER_MAKER_HOLES_DATA")
+    if env:
+        return Path(env)
     repo = Path(__file__).resolve().parents[1]
-    return Path(env) if env else repo / ".." / "shared" / "data" / "stickers-holes"
+    full = repo / ".." / "shared" / "data" / "stickers-holes"
+    if (full / "composite" / "manifest.json").is_file():
+        return full
+    return repo / "tests" / "data" / "stickers-holes"
 
 
 def default_peer() -> Path | None:
