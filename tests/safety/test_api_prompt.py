@@ -30,7 +30,8 @@ def _counts(client: Client) -> tuple[int, int]:
 
 
 def _blocked_metric(client: Client, stage: str) -> float:
-    text = client.get("/metrics").text
+    admin = client.svc.keys.create(scope="admin").secret  # /metrics on the API port
+    text = client.get("/metrics", headers=bearer(admin)).text
     match = re.search(rf'sticker_maker_content_blocked_total{{stage="{stage}"}} (\S+)', text)
     return float(match.group(1)) if match else 0.0
 
