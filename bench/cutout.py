@@ -49,6 +49,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import _cutout_holes  # noqa: E402
+import _data  # noqa: E402
 
 from sticker_maker.finishing import remove_background  # noqa: E402
 from sticker_maker.finishing._diecut import die_cut  # noqa: E402
@@ -62,13 +63,9 @@ TARGET_MS = 150.0
 
 
 def default_data() -> Path:
-    """``$STICKER_MAKER_NOTO_DATA``, else the full set at ``<repo>/../shared/data/stickers-noto``,
-    else the subset the tests use, ``tests/data/stickers-noto`` (always in the repository)."""
-    env = os.environ.get("STICKER_MAKER_NOTO_DATA")
-    if env:
-        return Path(env)
-    full = REPO / ".." / "shared" / "data" / "stickers-noto"
-    return full if (full / "composite").is_dir() else REPO / "tests" / "data" / "stickers-noto"
+    """``$STICKER_MAKER_NOTO_DATA``, else ``../shared/data/stickers-noto``, else the in-repo
+    subset the tests use (see :func:`_data.dataset`)."""
+    return _data.dataset("stickers-noto", "STICKER_MAKER_NOTO_DATA")
 
 
 def single_core() -> str:

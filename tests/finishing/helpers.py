@@ -19,6 +19,12 @@ def noto_path() -> Path:
     return Path(env) if env else REPO / "tests" / "data" / "stickers-noto"
 
 
+def holes_path() -> Path:
+    """``$STICKER_MAKER_HOLES_DATA``, else the subset in the repo, ``tests/data/stickers-holes``."""
+    env = os.environ.get("STICKER_MAKER_HOLES_DATA")
+    return Path(env) if env else REPO / "tests" / "data" / "stickers-holes"
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     """IoU of two boolean masks."""
     union = np.logical_or(a, b).sum()

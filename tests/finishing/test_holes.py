@@ -12,7 +12,7 @@ from PIL import Image
 
 from sticker_maker.finishing import HOLES, FinishingError, remove_background
 
-from .helpers import alpha_of, composite, gradient_backdrop, iou, supersampled_mask
+from .helpers import alpha_of, composite, gradient_backdrop, holes_path, iou, supersampled_mask
 
 SIZE = 320
 GREEN = (40.0, 120.0, 60.0)
@@ -142,9 +142,7 @@ def test_keep_fills_the_holes_of_a_learned_mask() -> None:
 
 
 def _holes_cases() -> tuple[Path, list[dict[str, object]]]:
-    from bench._cutout_holes import default_holes_data
-
-    folder = default_holes_data() / "composite"
+    folder = holes_path() / "composite"
     assert (folder / "manifest.json").is_file(), f"hole cases not found at {folder}"
     return folder, json.loads((folder / "manifest.json").read_text())["cases"]
 
