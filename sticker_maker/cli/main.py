@@ -99,8 +99,8 @@ def serve(
         int | None,
         typer.Option(
             help="Serve /metrics without a key on this port too, for Prometheus on the "
-            "internal network (on the API port /metrics needs an admin key) "
-            "[env STICKER_MAKER_METRICS_PORT].",
+            "internal network; on the API port /metrics needs an admin key "
+            "(env STICKER_MAKER_METRICS_PORT).",
             min=1,
             max=65535,
             show_default=False,
