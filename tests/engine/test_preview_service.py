@@ -112,3 +112,14 @@ def test_a_preview_autoencoder_that_does_not_load_stops_serve(
         )
     assert "preview autoencoder" in str(caught.value)
     assert "STICKER_MAKER_PREVIEW_VAE" in str(caught.value)
+
+
+def test_the_sdk_wait_hands_previews_to_on_progress(server: RunningServer) -> None:
+    import sticker_maker as sm
+
+    client = sm.Client(server.url, server.new_key())
+    job = client.submit("cat", preset="slow", seed=4)
+    seen: list[bytes] = []
+    job.wait(timeout=120, on_progress=lambda j: j.preview and seen.append(j.preview))
+    assert job.succeeded and seen
+    assert Image.open(io.BytesIO(seen[-1])).size == (256, 256)
