@@ -64,6 +64,14 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
     )
 
 
+@pytest.fixture(scope="session")
+def tiny_taesd(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random AutoencoderTiny folder (the live previews' decoder)."""
+    from tiny_models import build_tiny_taesd
+
+    return build_tiny_taesd(tmp_path_factory.mktemp("taesd") / "tiny-taesd")
+
+
 def write_presets(path: Path, models: TinyModels, extra: str = "") -> Path:
     """A presets file that points both built-ins and a 'tiny' preset at the tiny sticker model."""
     path.write_text(

@@ -647,3 +647,22 @@ def build_tiny_sticker_sdxl(dest: Path, *, train_steps: int = 400) -> Path:
         torch.set_num_threads(threads)
     vae.save_pretrained(dest / "vae")
     return dest
+
+
+def build_tiny_taesd(path: Path) -> Path:
+    """A tiny random ``AutoencoderTiny`` (TAESD's layout: 4 latent channels, 8x upsampling,
+    scaling factor 1 as madebyollin/taesdxl ships it), saved as a diffusers folder."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    vae = AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+        latent_channels=4,
+        scaling_factor=1.0,
+    )
+    vae.save_pretrained(path)
+    return path

@@ -48,6 +48,10 @@ def create_app(
         from sticker_maker.safety import verify_image_model
 
         verify_image_model(settings.safety)  # a classifier that does not load stops serve
+        if settings.engine.previews:  # so does a preview autoencoder that does not load
+            from sticker_maker.engine.preview import verify_preview_vae
+
+            verify_preview_vae(settings.engine.preview_vae)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -1,7 +1,9 @@
 """Live progress as server-sent events, without polling by the client.
 
 * ``GET /v1/jobs/{id}/events`` (native): ``queue`` (``{"position": n}`` while queued),
-  ``progress`` (``{"step": n, "total": N}``), ``logs`` (``{"text": new lines}``) and, last,
+  ``progress`` (``{"step": n, "total": N}``), ``logs`` (``{"text": new lines}``),
+  ``preview`` (``{"image": "data:image/jpeg;base64,…"}``: the latest live preview, when
+  the operator turned previews on and the job's images are not checked) and, last,
   ``done`` (the job's envelope). Each event has an ``id`` (a counter).
 * The Replicate-compatible ``urls.stream`` formats the same watch as Replicate's events
   (``api/replicate.py``).
@@ -14,6 +16,7 @@ when the client hangs up.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -28,6 +31,7 @@ from sticker_maker.api.render import native_job
 from sticker_maker.api.services import Services, services
 from sticker_maker.api.waiting import JobWaiter
 from sticker_maker.jobs import Job, JobStatus
+from sticker_maker.storage import Storage, preview_name
 
 router = APIRouter(tags=["native"])
 
@@ -99,7 +103,7 @@ async def job_events(
 async def _native_events(
     jobs: AsyncIterator[Job], request: Request, svc: Services
 ) -> AsyncIterator[bytes]:
-    sent: dict[str, Any] = {"position": None, "progress": None, "logs": 0}
+    sent: dict[str, Any] = {"position": None, "progress": None, "logs": 0, "preview": None}
     n = 0
     async for job in jobs:
         if job.status is JobStatus.QUEUED:
@@ -117,6 +121,21 @@ async def _native_events(
             n += 1
             yield sse("logs", json.dumps({"text": job.logs[sent["logs"] :]}), n)
             sent["logs"] = len(job.logs)
+        if job.status is JobStatus.RUNNING:
+            preview = await run_in_threadpool(latest_preview, svc.storage, job.id)
+            if preview is not None and preview != sent["preview"]:
+                n += 1
+                image = "data:image/jpeg;base64," + base64.b64encode(preview).decode()
+                yield sse("preview", json.dumps({"image": image}), n)
+                sent["preview"] = preview
         if job.status.is_terminal:
             n += 1
             yield sse("done", json.dumps(native_job(request, svc, job)), n)
+
+
+def latest_preview(storage: Storage, job_id: str) -> bytes | None:
+    """The running job's latest live preview (the worker keeps it at a fixed name), or None."""
+    try:
+        return storage.get(preview_name(job_id))
+    except Exception:  # none yet, or storage away: the stream goes on without it
+        return None

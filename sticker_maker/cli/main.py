@@ -180,6 +180,24 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    preview_vae: Annotated[
+        str | None,
+        typer.Option(
+            help="Live previews on GET /v1/jobs/{id}/events: a diffusers AutoencoderTiny "
+            "(Hub id such as madebyollin/taesdxl, or a folder). Needs --preview-every. "
+            "Default: $STICKER_MAKER_PREVIEW_VAE, else no previews.",
+            show_default=False,
+        ),
+    ] = None,
+    preview_every: Annotated[
+        int | None,
+        typer.Option(
+            help="A live preview every N denoising steps (0: none). "
+            "Default: $STICKER_MAKER_PREVIEW_EVERY, else 0.",
+            min=0,
+            show_default=False,
+        ),
+    ] = None,
     retention: Annotated[
         float | None,
         typer.Option(
@@ -253,7 +271,13 @@ def serve(
 
     try:
         engine = EngineOptions.from_env(
-            device=device, dtype=dtype, offload=offload, fuse_lora=fuse_lora, compile=compile_unet
+            device=device,
+            dtype=dtype,
+            offload=offload,
+            fuse_lora=fuse_lora,
+            compile=compile_unet,
+            preview_vae=preview_vae,
+            preview_every=preview_every,
         )
         settings = Settings.load(
             home,

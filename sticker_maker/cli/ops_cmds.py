@@ -166,6 +166,10 @@ def worker(
         from sticker_maker.safety import verify_image_model
 
         verify_image_model(settings.safety)  # a classifier that does not load stops here
+        if settings.engine.previews:  # so does a preview autoencoder
+            from sticker_maker.engine.preview import verify_preview_vae
+
+            verify_preview_vae(settings.engine.preview_vae)
     except StickerMakerError as exc:
         raise _fail(exc.message) from None
     except Exception as exc:

@@ -56,6 +56,9 @@ class Lane:
     on_step: Callable[[int, int], None] | None = None
     #: asked after each step; True drops the lane (it appears in ``step()``'s cancelled)
     should_cancel: Callable[[], bool] | None = None
+    #: gets a small preview (a PIL image per image of the lane) every few steps, when
+    #: the loop has a preview decoder
+    on_preview: Callable[[list[Any]], None] | None = None
     #: the caller's own handle
     tag: Any = None
 
@@ -95,8 +98,12 @@ class DenoiseLoop:
     or decoded together share one text-encoder or VAE call.
     """
 
-    def __init__(self, pipe: Any, scheduler_config: Any, settings: LaneSettings) -> None:
+    def __init__(
+        self, pipe: Any, scheduler_config: Any, settings: LaneSettings, previews: Any = None
+    ) -> None:
         self.pipe = pipe
+        #: a :class:`~sticker_maker.engine.preview.PreviewDecoder`, or None (no previews)
+        self.previews = previews
         self.scheduler_config = scheduler_config
         self.settings = settings
         self.device = pipe._execution_device
@@ -251,7 +258,32 @@ class DenoiseLoop:
                 cancelled.append(lane)
         for lane in finished + cancelled:
             self.active.remove(lane)
+        self._preview([lane for lane in lanes if lane not in cancelled])
         return finished, cancelled
+
+    def _preview(self, lanes: Sequence[Lane]) -> None:
+        """The lanes whose preview is due: one tiny-autoencoder call for all of them, each
+        lane's images to its ``on_preview``. A failed preview is dropped, never the job."""
+        if self.previews is None:
+            return
+        due = [
+            lane
+            for lane in lanes
+            if lane.on_preview is not None and self.previews.due(lane.index, lane.total)
+        ]
+        if not due:
+            return
+        started = time.perf_counter()
+        try:
+            images = self.previews.decode(torch.cat([lane._latents for lane in due]))
+        except Exception:  # a preview is a courtesy: the job goes on without it
+            return
+        at = 0
+        for lane in due:
+            assert lane.on_preview is not None
+            lane.on_preview(images[at : at + lane.size])
+            at += lane.size
+        _bill(due, time.perf_counter() - started)
 
     def drop(self, lane: Lane) -> None:
         """Take a lane out between steps (cancelled before its first step, say)."""

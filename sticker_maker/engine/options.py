@@ -14,6 +14,11 @@ offload                ``STICKER_MAKER_OFFLOAD``       none, model (enable_model
                                                        sequential (layer by layer; slowest)
 fuse_lora              ``STICKER_MAKER_FUSE_LORA``     auto (on for CUDA), on, off
 compile                ``STICKER_MAKER_COMPILE``       off, on (torch.compile of the UNet)
+preview_vae            ``STICKER_MAKER_PREVIEW_VAE``   unset (no previews), or an
+                                                       AutoencoderTiny Hub id / folder
+                                                       (madebyollin/taesdxl)
+preview_every          ``STICKER_MAKER_PREVIEW_EVERY`` 0 (no previews), or N: a preview
+                                                       every N denoising steps
 =====================  ==============================  ========================================
 
 The model cache size is a service setting (``--pipeline-cache``,
@@ -35,6 +40,8 @@ ENV = {
     "offload": "STICKER_MAKER_OFFLOAD",
     "fuse_lora": "STICKER_MAKER_FUSE_LORA",
     "compile": "STICKER_MAKER_COMPILE",
+    "preview_vae": "STICKER_MAKER_PREVIEW_VAE",
+    "preview_every": "STICKER_MAKER_PREVIEW_EVERY",
 }
 
 DTYPES = ("auto", "float16", "fp16", "bfloat16", "bf16", "float32", "fp32")
@@ -53,6 +60,15 @@ class EngineOptions:
     offload: str = "none"
     fuse_lora: str = "auto"
     compile: bool = False
+    #: the tiny autoencoder that decodes live previews ("" : none)
+    preview_vae: str = ""
+    #: a preview every this many steps (0: none)
+    preview_every: int = 0
+
+    @property
+    def previews(self) -> bool:
+        """Whether jobs get live previews (both settings given)."""
+        return bool(self.preview_vae) and self.preview_every > 0
 
     def __post_init__(self) -> None:
         def bad(name: str, value: object, allowed: tuple[str, ...]) -> InvalidInput:
@@ -68,6 +84,12 @@ class EngineOptions:
             raise bad("offload", self.offload, OFFLOAD)
         if self.fuse_lora not in SWITCH:
             raise bad("fuse_lora", self.fuse_lora, SWITCH)
+        if not isinstance(self.preview_every, int) or self.preview_every < 0:
+            raise InvalidInput(
+                f"{self.preview_every!r} is not a valid preview_every (flag --preview-every "
+                "or STICKER_MAKER_PREVIEW_EVERY); use a whole number of steps, 0 for none",
+                "preview_every",
+            )
         name = self.device.split(":")[0]
         if name not in ("auto", "cuda", "cpu", "mps"):
             raise bad("device", self.device, ("auto", "cuda", "cuda:N", "cpu", "mps"))
@@ -81,9 +103,11 @@ class EngineOptions:
             raw = env.get(var)
             if raw is None or raw == "":
                 continue
-            raw = raw.strip().lower() if name != "device" else raw.strip()
+            raw = raw.strip().lower() if name not in ("device", "preview_vae") else raw.strip()
             if name == "compile":
                 values[name] = _parse_bool(raw, var)
+            elif name == "preview_every":
+                values[name] = _parse_int(raw, var)
             elif name == "fuse_lora":
                 values[name] = {"1": "on", "true": "on", "0": "off", "false": "off"}.get(raw, raw)
             else:
@@ -94,6 +118,15 @@ class EngineOptions:
     def to_dict(self) -> dict[str, Any]:
         """Plain values (sent to the model process)."""
         return asdict(self)
+
+
+def _parse_int(raw: str, var: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidInput(
+            f"{var}={raw!r} is not a whole number of steps; use e.g. 4 (0: no previews)", var
+        ) from None
 
 
 def _parse_bool(raw: str, var: str) -> bool:

@@ -27,6 +27,7 @@ from sticker_maker.engine.memory import explain_out_of_memory as _explain_out_of
 from sticker_maker.engine.memory import retry_out_of_memory
 from sticker_maker.engine.models import Models
 from sticker_maker.engine.options import EngineOptions
+from sticker_maker.engine.preview import PreviewDecoder
 from sticker_maker.errors import InvalidInput, JobCanceled, ModelUnavailable
 from sticker_maker.params import JobInput, batch_key
 from sticker_maker.presets import Preset, PresetRegistry
@@ -69,6 +70,8 @@ class Request:
     on_done: Callable[[JobResult], None]
     on_progress: ProgressFn | None = None
     should_cancel: CancelFn | None = None
+    #: gets the job's live preview images every few steps (when the engine makes them)
+    on_preview: Callable[[list[Image.Image]], None] | None = None
 
 
 MoreFn = Callable[[], list[Request]]
@@ -113,6 +116,7 @@ class Engine:
         self.models = Models(cache_size, self.placement)
         #: cached models dropped to make room after an out-of-memory error
         self.evicted_for_memory = 0
+        self._previews: PreviewDecoder | None = None
         self._lock = threading.Lock()
 
     @property
@@ -258,7 +262,9 @@ class Engine:
             first.scheduler,
             preset.scheduler_options,
         )
-        loop = DenoiseLoop(loaded.pipe, loaded.scheduler_config, settings)
+        loop = DenoiseLoop(
+            loaded.pipe, loaded.scheduler_config, settings, self._preview_decoder(group)
+        )
         # Upscaling jobs refine one by one after denoising: a joiner would wait for that.
         joinable = more is not None and not first.upscale
         with torch.inference_mode():
@@ -295,6 +301,20 @@ class Engine:
                         waiting.append(request)
                 self._join(loop, joiners, preset, time.perf_counter(), self.load_seconds)
 
+    def _preview_decoder(self, group: list[Request]) -> PreviewDecoder | None:
+        """The tiny autoencoder for live previews, loaded on first use and kept (None
+        when the operator set none, or no job of the loop's first group wants them)."""
+        if not self.options.previews or not any(r.on_preview for r in group):
+            return None
+        if self._previews is None:
+            self._previews = PreviewDecoder.load(
+                self.options.preview_vae,
+                self.options.preview_every,
+                self.placement.device,
+                self.placement.dtype,
+            )
+        return self._previews
+
     def _join(
         self,
         loop: DenoiseLoop,
@@ -318,6 +338,7 @@ class Engine:
                     seeds=seeds,
                     on_step=progress.denoised,
                     should_cancel=request.should_cancel,
+                    on_preview=request.on_preview,
                     tag=_InFlight(request, progress, plan, started, loading),
                 )
             )

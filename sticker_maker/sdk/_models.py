@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import inspect
 import io
 import re
@@ -163,6 +164,9 @@ class _JobFields:
     metrics: Metrics = field(default_factory=Metrics, repr=False)
     #: queued jobs ahead of this one (only while queued)
     queue_position: int | None = None
+    #: the latest live preview (JPEG bytes) while ``wait(on_progress=…)`` follows the
+    #: job's events, when the server makes previews; None otherwise
+    preview: bytes | None = field(default=None, repr=False)
     created_at: datetime | None = field(default=None, repr=False)
     started_at: datetime | None = field(default=None, repr=False)
     completed_at: datetime | None = field(default=None, repr=False)
@@ -240,7 +244,13 @@ class _JobFields:
             raise JobFailedError(self)
 
     def _state(self) -> tuple[Any, ...]:
-        return (self.status, self.queue_position, self.progress.step, self.progress.total)
+        return (
+            self.status,
+            self.queue_position,
+            self.progress.step,
+            self.progress.total,
+            self.preview,
+        )
 
     def _event(self, event: str, data: Any) -> bool:
         """Apply one event of ``/v1/jobs/{id}/events``; True when it was the last."""
@@ -254,6 +264,8 @@ class _JobFields:
             self.progress = Progress(int(data["step"]), int(data["total"]))
         elif event == "logs":
             self.logs += data["text"]
+        elif event == "preview":
+            self.preview = base64.b64decode(str(data["image"]).partition(",")[2])
         return False
 
     def _events_request(self, remaining: float | None) -> tuple[str, dict[str, Any]]:

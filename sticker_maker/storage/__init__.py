@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sticker_maker.storage.local import LocalStorage, Storage, content_type, new_file_name
+from sticker_maker.storage.local import (
+    LocalStorage,
+    Storage,
+    content_type,
+    new_file_name,
+    preview_name,
+)
 
-__all__ = ["LocalStorage", "Storage", "content_type", "new_file_name", "open_storage"]
+__all__ = [
+    "LocalStorage",
+    "Storage",
+    "content_type",
+    "new_file_name",
+    "open_storage",
+    "preview_name",
+]
 
 
 def open_storage(url: str | None, default_dir: Path) -> Storage:

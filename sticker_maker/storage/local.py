@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import secrets
@@ -26,6 +27,13 @@ def content_type(name: str) -> str:
 
 def new_file_name(ext: str = "png") -> str:
     return f"{secrets.token_urlsafe(24)}.{ext}"
+
+
+def preview_name(job_id: str) -> str:
+    """Where a running job's latest live preview is kept (a fixed name per job, which
+    only the job's id leads to; deleted when the job ends)."""
+    digest = hashlib.sha256(f"sticker-maker preview {job_id}".encode()).hexdigest()
+    return f"{digest[:40]}.jpg"
 
 
 def valid_name(name: str) -> bool:

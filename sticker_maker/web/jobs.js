@@ -33,6 +33,7 @@ export function applyEvent(job, event, data) {
     return { ...job, status: "running", queue_position: null, progress: data };
   }
   if (event === "logs") return { ...job, logs: (job.logs || "") + data.text };
+  if (event === "preview") return { ...job, preview: data.image }; // a data: URL
   return job;
 }
 
@@ -119,11 +120,13 @@ export class StatusPanel {
     this.bar = $("status-progress");
     this.cancel = $("cancel-job");
     this.phase = "";
+    this.previewImage = null;
   }
 
   /** Show the panel with `tiles` stand-ins for the stickers, which sharpen as steps pass. */
   start(text, tiles = 1) {
     this.phase = "";
+    this.previewImage = null;
     this.box.hidden = false;
     const forming = $("forming");
     forming.replaceChildren(
@@ -151,12 +154,24 @@ export class StatusPanel {
     if (p.value === null) this.bar.removeAttribute("value");
     else this.bar.value = p.value;
     $("forming").style.setProperty("--p", String(p.value ?? 0));
+    if (job.preview && job.status === "running") this.showPreview(job.preview);
     // read out changes of phase and queue position, not every step
     const said = p.phase === "queued" ? p.text : p.phase;
     if (said !== this.phase) {
       this.phase = said;
       announce(p.text);
     }
+  }
+
+  /** The server's live preview (when it makes them) in place of the stand-in tiles. */
+  showPreview(url) {
+    if (!this.previewImage) {
+      this.previewImage = document.createElement("img");
+      this.previewImage.className = "forming-preview";
+      this.previewImage.alt = "";
+      $("forming").replaceChildren(this.previewImage);
+    }
+    if (this.previewImage.src !== url) this.previewImage.src = url;
   }
 
   trouble(text) {

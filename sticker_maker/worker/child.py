@@ -19,6 +19,8 @@ Messages, child → parent::
                                        config asks for "report_device")
     ("progress", step, total)
     ("log", line)
+    ("preview", jpeg)                  a live preview of a generation job (JPEG bytes),
+                                       every few steps when the engine makes them
     ("done", [Sticker], predict_time)
     ("canceled", predict_time)
     ("error", message, predict_time, code, billed)
@@ -294,6 +296,7 @@ def _run_batch(
                     lambda line, send=send: send(("log", line)),
                     level[0] if level else None,
                     job_id=job_id,
+                    on_preview=lambda jpeg, send=send: send(("preview", jpeg)),
                 )
             )
         return tasks

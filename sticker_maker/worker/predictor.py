@@ -158,6 +158,9 @@ class Task:
     safety: str | None = None
     #: written into each PNG's parameters (reproducing a sticker starts from its job)
     job_id: str = ""
+    #: gets a live preview (JPEG bytes) every few steps, when the engine makes them and
+    #: the job's images are not checked (a preview would show them before the check)
+    on_preview: Callable[[bytes], None] | None = None
 
 
 class Predictor:
@@ -178,7 +181,7 @@ class Predictor:
     def screen(self, images: list[Image.Image], level: str | None, log: LogFn) -> None:
         """Refuse the job (:class:`ContentBlocked`, stage image) when the image check
         flags any of its images; nothing of it has been finished or stored yet."""
-        if self.images is None or (level is not None and not checks_images(level)):
+        if not self.checks_images(level):
             return
         started = time.perf_counter()
         flagged = self.images.flagged(images)
@@ -189,6 +192,20 @@ class Predictor:
         )
         if any(flagged):
             raise ContentBlocked("image", charged=self.charge_blocked_images)
+
+    def checks_images(self, level: str | None) -> bool:
+        """Whether a job admitted at safety ``level`` has its images checked."""
+        return self.images is not None and (level is None or checks_images(level))
+
+    def _previews(self, task: Task) -> Callable[[list[Image.Image]], None] | None:
+        """The engine's preview callback for ``task``: None when it wants none, or when
+        its images are checked (no pixel leaves before the check has passed)."""
+        send = task.on_preview
+        if send is None or self.checks_images(task.safety):
+            return None
+        from sticker_maker.engine.preview import strip_jpeg
+
+        return lambda images: send(strip_jpeg(images))
 
     def setup(
         self,
@@ -276,7 +293,13 @@ class Predictor:
                 def on_done(result: Any) -> None:
                     finishing.submit(self._finish, task, result, time.perf_counter())
 
-                return Request(task.job, on_done, task.on_progress, task.should_cancel)
+                return Request(
+                    task.job,
+                    on_done,
+                    task.on_progress,
+                    task.should_cancel,
+                    self._previews(task),
+                )
 
             engine.run(
                 [request(task) for task in tasks],

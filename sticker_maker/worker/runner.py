@@ -43,7 +43,7 @@ from sticker_maker.metrics import (
     QUEUE_WAIT,
 )
 from sticker_maker.params import JobInput, batch_key_text
-from sticker_maker.storage import Storage
+from sticker_maker.storage import Storage, preview_name
 from sticker_maker.worker.child import job_message
 from sticker_maker.worker.process import MAX_BATCH, ModelProcess
 from sticker_maker.worker.record import Recorder, job_line
@@ -81,6 +81,9 @@ class _Running:
     #: the user asked to cancel it / another attempt owns it now (never hand it back then)
     user_canceled: bool = False
     lease_lost: bool = False
+    #: the latest live preview not written yet; whether one was written (to delete)
+    preview: bytes | None = None
+    previewed: bool = False
 
     def take_lines(self) -> str:
         text = "".join(line + "\n" for line in self.lines)
@@ -263,7 +266,13 @@ class Worker:
                         running.job, "failed", f"internal worker error: {type(exc).__name__}: {exc}"
                     )
             finally:
-                self._running = {}
+                self._forget_running()
+
+    def _forget_running(self) -> None:
+        """No job runs here any more (the batch ended, or the model process went)."""
+        for running in self._running.values():
+            self._drop_preview(running)
+        self._running = {}
 
     def _idle(self, timeout: float) -> None:
         """Sleep until woken or ``timeout``, beating the registry meanwhile."""
@@ -403,6 +412,7 @@ class Worker:
                     for running in list(self._running.values()):
                         if running.seq <= message[1]:
                             del self._running[running.job.id]
+                            self._drop_preview(running)
                             self.store.fail(
                                 running.job, "the model process did not finish this job"
                             )
@@ -441,7 +451,7 @@ class Worker:
                 self._child = None
                 for running in list(self._running.values()):
                     self.recorder.hand_back(running.job)
-                self._running = {}
+                self._forget_running()
                 return
             if now - last_beat >= self.heartbeat_interval or (
                 now - last_flush >= self.progress_interval and self._anything_pending()
@@ -474,11 +484,32 @@ class Worker:
         return any(r.pending and r.pending[0] >= r.pending[1] for r in self._running.values())
 
     def _anything_pending(self) -> bool:
-        return any(r.pending or r.lines for r in self._running.values())
+        return any(r.pending or r.lines or r.preview for r in self._running.values())
+
+    def _write_previews(self) -> None:
+        """Each job's latest preview, at its fixed name (the events route reads it)."""
+        for running in self._running.values():
+            if running.preview is None:
+                continue
+            data, running.preview = running.preview, None
+            try:
+                self.storage.put(preview_name(running.job.id), data)
+                running.previewed = True
+            except Exception as exc:  # a preview is a courtesy: never fail the job
+                log.warning("preview write failed: %s", exc)
+
+    def _drop_preview(self, running: _Running) -> None:
+        """The job ended (or left this worker): its preview goes."""
+        running.preview = None
+        if running.previewed:
+            running.previewed = False
+            with contextlib.suppress(Exception):
+                self.storage.delete(preview_name(running.job.id))
 
     def _flush(self, child: ModelProcess, *, everyone: bool = False) -> None:
         """Write the batch's progress and log lines in one transaction (also a heartbeat
-        with ``everyone``); a job no longer ours is stopped."""
+        with ``everyone``); a job no longer ours is stopped. Previews are written first."""
+        self._write_previews()
         updates = []
         for running in self._running.values():
             if running.pending or running.lines or everyone:
@@ -510,7 +541,11 @@ class Worker:
         if kind == "log":
             running.lines.append(message[1])
             return
+        if kind == "preview":
+            running.preview = message[1]
+            return
         del self._running[job.id]
+        self._drop_preview(running)
         if kind == "done":
             billed = message[3] if len(message) > 3 else None
             progress = (running.step, running.total)
@@ -556,4 +591,4 @@ class Worker:
                 None,
                 running.take_lines(),
             )
-        self._running = {}
+        self._forget_running()
