@@ -51,7 +51,7 @@ def test_both_pngs_of_a_generated_sticker_carry_them() -> None:
     text = parameters_text(job, preset, 1234, (64, 64), "job-1")
     image = Image.new("RGB", (64, 64), "white")
     sticker = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
-    out = sticker_output(image, sticker, 1234, text)
+    out = sticker_output(image, sticker, 1234, parameters=text)
     for data in (out.image_png, out.sticker_png):
         assert data is not None
         assert Image.open(io.BytesIO(data)).text["parameters"] == text
