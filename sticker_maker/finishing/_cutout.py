@@ -11,9 +11,10 @@ from PIL import Image
 
 from ._background import estimate_background
 from ._errors import FinishingError, bad_choice
-from ._holes import HOLES, bounding_box, check_holes, find_holes
+from ._holes import HOLES, check_holes, find_holes
 from ._imageio import ensure_image, from_rgba, has_transparency, rgb_array, rgba_array
 from ._matting import (
+    bounding_box,
     decontaminate,
     estimate_local_background,
     prune,

@@ -40,6 +40,7 @@ import numpy as np
 
 from ._background import BackgroundModel
 from ._errors import bad_choice
+from ._matting import bounding_box
 
 HOLES = ("auto", "keep", "cut")
 #: Smallest enclosed region (px) considered at all; smaller ones stay filled.
@@ -162,17 +163,6 @@ def _in_range(
     hi = np.percentile(values, 99.5, axis=0) + model.threshold
     inside = cv2.inRange(work, np.floor(lo).astype(np.float64), np.ceil(hi).astype(np.float64))
     return inside.view(bool)
-
-
-def bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
-    """Rows and columns of the non-empty ``mask``'s bounding box, grown by ``margin``."""
-    ys = np.flatnonzero(mask.any(axis=1))
-    xs = np.flatnonzero(mask.any(axis=0))
-    h, w = mask.shape
-    return (
-        slice(max(0, ys[0] - margin), min(h, ys[-1] + margin + 1)),
-        slice(max(0, xs[0] - margin), min(w, xs[-1] + margin + 1)),
-    )
 
 
 def find_holes(

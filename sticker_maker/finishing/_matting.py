@@ -57,7 +57,8 @@ def prune(
     return keep[labels]
 
 
-def _crop_box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
+def bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
+    """Rows and columns of the non-empty ``mask``'s bounding box, grown by ``margin``."""
     ys = np.flatnonzero(mask.any(axis=1))
     xs = np.flatnonzero(mask.any(axis=0))
     h, w = mask.shape
@@ -85,7 +86,7 @@ def foreground_colours(
         # Work inside the bounding box of the pixels still to do (plus the kernel).
         sub = np.zeros_like(band)
         sub[ys[todo], xs[todo]] = True
-        rows, cols = _crop_box(sub, k + erode_by + 1)
+        rows, cols = bounding_box(sub, k + erode_by + 1)
         fg8 = fg[rows, cols].astype(np.uint8)
         sure = cv2.erode(fg8, _K3, iterations=erode_by, borderValue=1)
         masked = cv2.bitwise_and(rgb[rows, cols], rgb[rows, cols], mask=sure)
