@@ -81,8 +81,39 @@ class GenerationRequest(BaseModel):
         return value
 
 
+class Reference(BaseModel):
+    """A reference picture that the stickers are of (IP-Adapter, see README "Stickers of
+    you"). ``image`` is the storage name of the checked upload: the job owns it and it is
+    deleted with the job's outputs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image: str
+    #: how much the picture steers the image (IP-Adapter scale), 0-1
+    ip_adapter_weight: float = Field(ge=0.0, le=1.0)
+    #: noise mixed into the picture's embedding (looser likeness), 0-1
+    ip_adapter_noise: float = Field(default=0.0, ge=0.0, le=1.0)
+    #: img2img: how far from the picture to go (1 = from noise); None: from noise
+    strength: float | None = Field(default=None, gt=0.0, le=1.0)
+
+
+class Expression(BaseModel):
+    """One sticker of a pack: its expression, the emoji it is tagged with, and the words
+    added to the character's prompt for it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=60)
+    emoji: str = Field(min_length=1, max_length=16)
+    prompt: str = Field(min_length=1, max_length=200)
+
+
 class JobInput(BaseModel):
-    """A fully resolved generation: everything the worker needs, nothing optional."""
+    """A fully resolved generation: everything the worker needs, nothing optional.
+
+    A pack (``kind = "pack"``) is a JobInput with ``expressions``: one sticker per
+    expression (``samples`` equals their number), all of one seed, denoised together.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -103,10 +134,29 @@ class JobInput(BaseModel):
     finishing: Finishing | None = None
     output_format: OutputFormat = "png"
     output_quality: int = 90
+    #: stickers of the subject of a picture (None: from the prompt alone)
+    reference: Reference | None = None
+    #: a pack's stickers, one per expression (empty: not a pack)
+    expressions: tuple[Expression, ...] = ()
 
     def seeds(self) -> list[int]:
-        """Image i of a batch uses ``seed + i`` (wrapping at 2**32)."""
+        """Image i of a batch uses ``seed + i`` (wrapping at 2**32); every sticker of a
+        pack uses ``seed`` (one character: same noise, another expression)."""
+        if self.expressions:
+            return [self.seed] * self.samples
         return [(self.seed + i) % (MAX_SEED + 1) for i in range(self.samples)]
+
+    def prompts(self) -> list[str]:
+        """Each image's prompt, before the preset's template: a pack's sticker adds its
+        expression's words to the character."""
+        if self.expressions:
+            return [f"{self.prompt}, {e.prompt}" for e in self.expressions]
+        return [self.prompt] * self.samples
+
+    @property
+    def files(self) -> list[str]:
+        """Storage names this input owns (the reference picture), deleted with the job."""
+        return [self.reference.image] if self.reference is not None else []
 
 
 def batch_key(job: JobInput) -> tuple[Any, ...]:

@@ -333,7 +333,7 @@ class Engine:
             seeds = job.seeds()
             lanes.append(
                 Lane(
-                    prompts=[preset.render_prompt(job.prompt)] * len(seeds),
+                    prompts=[preset.render_prompt(p) for p in job.prompts()],
                     negatives=[preset.render_negative(job.negative_prompt)] * len(seeds),
                     seeds=seeds,
                     on_step=progress.denoised,

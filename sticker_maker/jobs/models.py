@@ -16,6 +16,7 @@ INPUTS: dict[str, type[AnyInput]] = {
     "generate": JobInput,
     "cutout": CutoutInput,
     "split": SplitInput,
+    "pack": JobInput,
 }
 
 
@@ -47,9 +48,12 @@ class OutputFile:
     width: int
     height: int
     content_type: str = "image/png"
+    #: a pack's sticker: its expression and emoji (None otherwise)
+    expression: str | None = None
+    emoji: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "file": self.file,
             "kind": self.kind,
             "index": self.index,
@@ -58,6 +62,10 @@ class OutputFile:
             "height": self.height,
             "content_type": self.content_type,
         }
+        if self.expression is not None:
+            out["expression"] = self.expression
+            out["emoji"] = self.emoji
+        return out
 
 
 @dataclass(frozen=True)
