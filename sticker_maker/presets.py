@@ -20,6 +20,16 @@ Three are built in (the hosted models users know, and a 4-step one). A TOML file
     upscaler = "/models/4x-AnimeSharp.pth"     # upscale=true: ESRGAN-family model ...
     refiner = "/models/dreamshaper-8"          # ... then a tiled SD1.5 img2img refine
 
+    [presets.my-stickers-of-you]                 # stickers of a reference picture
+    base = "stabilityai/stable-diffusion-xl-base-1.0"
+    ip_adapter = "/models/IP-Adapter"          # Hub id or local copy of h94/IP-Adapter
+    ip_adapter_subfolder = "sdxl_models"
+    ip_adapter_weights = "ip-adapter-plus_sdxl_vit-h.safetensors"            # pets, objects
+    ip_adapter_face_weights = "ip-adapter-plus-face_sdxl_vit-h.safetensors"  # faces
+    ip_adapter_image_encoder = "models/image_encoder"                       # ViT-H
+    ip_adapter_weight = 0.2                    # a job's default ip_adapter_weight
+    ip_adapter_noise = 0.5                     # ... and ip_adapter_noise
+
     [presets.my-fast-stickers]                   # a few-step preset: LoRAs stacked
     base = "stabilityai/stable-diffusion-xl-base-1.0"
     lora = "/models/my-sticker-lora.safetensors" # weighted by the job's lora_scale
@@ -36,6 +46,12 @@ Three are built in (the hosted models users know, and a 4-step one). A TOML file
 (``weight_name`` as ``lora_weight_name``; ``scale`` default 1.0) and keeps its weight
 whatever the job asks. All of them are loaded as named diffusers adapters and mixed with
 ``set_adapters(names, adapter_weights)`` (fused into the weights on a GPU).
+
+``ip_adapter*`` let a job send a reference picture (stickers of a person or a pet):
+diffusers' ``load_ip_adapter`` loads the "plus" weights (``ip_adapter_weights``: the
+whole picture) and/or the "plus-face" ones (``ip_adapter_face_weights``: a face found in
+the picture, cropped) with their image encoder, into the base's UNet, on the first job
+that needs them (see :mod:`sticker_maker.engine.reference`).
 """
 
 from __future__ import annotations
@@ -49,6 +65,10 @@ from sticker_maker.errors import InvalidInput
 from sticker_maker.schedulers import SCHEDULER_NAMES
 
 SDXL_BASE = "stabilityai/stable-diffusion-xl-base-1.0"
+#: The IP-Adapter repository (Apache-2.0) and its SDXL ViT-H files
+IP_ADAPTER_REPO = "h94/IP-Adapter"
+IP_ADAPTER_PLUS = "ip-adapter-plus_sdxl_vit-h.safetensors"
+IP_ADAPTER_PLUS_FACE = "ip-adapter-plus-face_sdxl_vit-h.safetensors"
 
 #: Sampler options a preset may set (``scheduler_options``): name → (type, check, help).
 #: They are passed to the diffusers scheduler's ``from_config`` (``eta`` to its ``step``)
@@ -117,6 +137,44 @@ class Preset:
     #: content safety level this preset needs at least (off|relaxed|standard|strict): it
     #: makes a key's level stricter, never looser; None = the key's (README, "Content safety")
     safety: str | None = None
+    #: IP-Adapter repo (Hub id or local folder) for jobs with a reference picture; None:
+    #: this preset takes no picture
+    ip_adapter: str | None = None
+    #: folder of the weight files inside ``ip_adapter``
+    ip_adapter_subfolder: str = "sdxl_models"
+    #: "plus" weights: the whole picture (pets, objects, and faces when no face weights)
+    ip_adapter_weights: str | None = None
+    #: "plus-face" weights: the face found in the picture, cropped
+    ip_adapter_face_weights: str | None = None
+    #: the CLIP image encoder's folder inside ``ip_adapter`` (ViT-H for the SDXL vit-h files)
+    ip_adapter_image_encoder: str = "models/image_encoder"
+    #: a job's ``ip_adapter_weight`` and ``ip_adapter_noise`` when it sends none
+    ip_adapter_weight: float = 0.5
+    ip_adapter_noise: float = 0.0
+
+    def reference_problem(self) -> str | None:
+        """Why a job with a reference picture (``image``) cannot run with this preset
+        (None when it can)."""
+        if self.ip_adapter and (self.ip_adapter_weights or self.ip_adapter_face_weights):
+            return None
+        return (
+            f"preset {self.name!r} takes no reference image (it has no IP-Adapter "
+            "configured); send no image, pick a preset that takes one (face-to-sticker, "
+            f"sticker-maker), or set ip_adapter and ip_adapter_weights under "
+            f"[presets.{self.name}] in the presets"
+        )
+
+    def ip_adapter_files(self) -> tuple[tuple[str, str], ...]:
+        """The IP-Adapter weight files to load, as ``(kind, file)`` with kind "plus" or
+        "plus-face", in the order they are loaded (empty: none configured)."""
+        if not self.ip_adapter:
+            return ()
+        files = []
+        if self.ip_adapter_weights:
+            files.append(("plus", self.ip_adapter_weights))
+        if self.ip_adapter_face_weights:
+            files.append(("plus-face", self.ip_adapter_face_weights))
+        return tuple(files)
 
     def upscale_problem(self) -> str | None:
         """Why ``upscale=true`` cannot run with this preset (None when it can)."""
@@ -169,6 +227,32 @@ BUILTIN_PRESETS: tuple[Preset, ...] = (
         aliases=("3123", "fofr/sticker-maker"),
         upscaler="Kim2091/AnimeSharp/4x-AnimeSharp.pth",
         refiner="Lykon/dreamshaper-8",
+        ip_adapter=IP_ADAPTER_REPO,
+        ip_adapter_weights=IP_ADAPTER_PLUS,
+        ip_adapter_weight=0.5,
+    ),
+    # fofr/face-to-sticker: a photo of a face in, a cel-shaded sticker of that person out.
+    # The original adds InstantID (insightface's face model: non-commercial) and a depth
+    # ControlNet; here the face is carried by IP-Adapter plus-face alone (README).
+    Preset(
+        name="face-to-sticker",
+        base=SDXL_BASE,
+        lora="artificialguybr/StickersRedmond",
+        lora_weight_name="StickersRedmond.safetensors",
+        lora_scale=1.0,
+        prompt_template="Sticker, {prompt}, cel shaded, svg, vector art, sharp",
+        negative_template="nsfw, nude, {negative_prompt}, photo, photography",
+        scheduler="DPM++ 2M SDE Karras",
+        guidance_scale=7.0,
+        steps=20,
+        aliases=("fofr/face-to-sticker",),
+        upscaler="Kim2091/AnimeSharp/4x-AnimeSharp.pth",
+        refiner="Lykon/dreamshaper-8",
+        ip_adapter=IP_ADAPTER_REPO,
+        ip_adapter_weights=IP_ADAPTER_PLUS,
+        ip_adapter_face_weights=IP_ADAPTER_PLUS_FACE,
+        ip_adapter_weight=0.2,
+        ip_adapter_noise=0.5,
     ),
     # The sticker LoRA on SDXL-Lightning's 4-step LoRA (ByteDance/SDXL-Lightning, licence
     # CreativeML Open RAIL++-M like SDXL itself: commercial use allowed under its use
@@ -289,6 +373,7 @@ def _preset_from_table(name: str, table: Any, existing: Preset | None, path: Pat
         if "{prompt}" not in getattr(preset, key):
             raise InvalidInput(f"{where} {key} must contain {{prompt}}", "presets")
     _check_upscale_keys(preset, where)
+    _check_ip_adapter_keys(preset, where)
     from sticker_maker.safety.policy import LEVELS
 
     if preset.safety is not None and preset.safety not in LEVELS:
@@ -366,5 +451,22 @@ def _check_upscale_keys(preset: Preset, where: str) -> None:
         problems.append(f"upscale_padding {preset.upscale_padding} must be a multiple of 8, ≥ 0")
     if not 0 < preset.upscale_denoise <= 1:
         problems.append(f"upscale_denoise {preset.upscale_denoise} must be in (0, 1]")
+    if problems:
+        raise InvalidInput(f"{where} " + "; ".join(problems), "presets")
+
+
+def _check_ip_adapter_keys(preset: Preset, where: str) -> None:
+    problems = []
+    for key in ("ip_adapter_weight", "ip_adapter_noise"):
+        value = getattr(preset, key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+            problems.append(f"{key} {value!r} must be a number in [0, 1]")
+    names = ("ip_adapter_weights", "ip_adapter_face_weights")
+    if preset.ip_adapter and not any(getattr(preset, k) for k in names):
+        problems.append("ip_adapter needs ip_adapter_weights and/or ip_adapter_face_weights")
+    for key in (*names, "ip_adapter", "ip_adapter_subfolder", "ip_adapter_image_encoder"):
+        value = getattr(preset, key)
+        if value is not None and not isinstance(value, str):
+            problems.append(f"{key} must be a string")
     if problems:
         raise InvalidInput(f"{where} " + "; ".join(problems), "presets")

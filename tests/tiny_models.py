@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "build_tiny_esrgan",
+    "build_tiny_ip_adapter",
     "build_tiny_lora",
     "build_tiny_sd15_img2img",
     "build_tiny_sdxl",
@@ -666,3 +667,98 @@ def build_tiny_taesd(path: Path) -> Path:
     )
     vae.save_pretrained(path)
     return path
+
+
+# --------------------------------------------------------------------------- IP-Adapter
+
+#: the tiny IP-Adapters' files, named as in h94/IP-Adapter's ``sdxl_models`` folder
+IP_ADAPTER_PLUS_FILE = "ip-adapter-plus_sdxl_vit-h.safetensors"
+IP_ADAPTER_PLUS_FACE_FILE = "ip-adapter-plus-face_sdxl_vit-h.safetensors"
+#: the tiny CLIP image encoder's hidden size (ViT-H: 1280) and tokens per picture
+_IMAGE_HIDDEN = 32
+_RESAMPLER_DIM = 64  # the Resampler's width: one head of 64 (ViT-H plus: 1280, 20 heads)
+_RESAMPLER_QUERIES = 4  # image tokens per picture (plus: 16)
+
+
+def build_tiny_ip_adapter(sdxl: Path, dest: Path) -> Path:
+    """Save a tiny IP-Adapter repository at ``dest`` in h94/IP-Adapter's layout and return it.
+
+    ``models/image_encoder`` is a ``CLIPVisionModelWithProjection`` folder (32 px pictures,
+    hidden 32, 2 layers: the penultimate hidden states feed the adapters);
+    ``sdxl_models`` holds a "plus" and a "plus-face" file, each with ``image_proj.*`` (the
+    Perceiver Resampler in the original key layout: ``latents``, ``proj_in``,
+    ``proj_out``, ``norm_out``, four ``layers.N.0`` attention and ``layers.N.1``
+    feed-forward blocks) and ``ip_adapter.K.to_k_ip/to_v_ip`` for each cross-attention
+    layer of ``sdxl``'s UNet (K = 1, 3, 5, ... in processor order), as diffusers'
+    ``load_ip_adapter`` reads them. The two files differ only in their random weights.
+    """
+    import torch
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    dest = Path(dest)
+    torch.manual_seed(10)
+    encoder = CLIPVisionModelWithProjection(
+        CLIPVisionConfig(
+            hidden_size=_IMAGE_HIDDEN,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+            projection_dim=_IMAGE_HIDDEN,
+        )
+    ).eval()
+    encoder.save_pretrained(dest / "models" / "image_encoder")
+    unet = UNet2DConditionModel.load_config(Path(sdxl) / "unet")
+    model = UNet2DConditionModel.from_config(unet)
+    cross = [(name, proc) for name, proc in model.attn_processors.items() if "attn2" in name]
+    out_dim = model.config.cross_attention_dim
+
+    def hidden_size(name: str) -> int:
+        channels = list(model.config.block_out_channels)
+        if name.startswith("mid_block"):
+            return channels[-1]
+        block = int(name.split(".")[1])
+        return (channels[::-1] if name.startswith("up_blocks") else channels)[block]
+
+    for seed, name in ((11, IP_ADAPTER_PLUS_FILE), (12, IP_ADAPTER_PLUS_FACE_FILE)):
+        g = torch.Generator().manual_seed(seed)
+
+        def rand(*shape: int, std: float = 0.2, g: torch.Generator = g) -> torch.Tensor:
+            return (torch.randn(*shape, generator=g) * std).contiguous()
+
+        dim, inner = _RESAMPLER_DIM, 64
+        tensors = {
+            "image_proj.latents": rand(1, _RESAMPLER_QUERIES, dim, std=1.0),
+            "image_proj.proj_in.weight": rand(dim, _IMAGE_HIDDEN),
+            "image_proj.proj_in.bias": rand(dim),
+            "image_proj.proj_out.weight": rand(out_dim, dim),
+            "image_proj.proj_out.bias": rand(out_dim),
+            "image_proj.norm_out.weight": torch.ones(out_dim),
+            "image_proj.norm_out.bias": torch.zeros(out_dim),
+        }
+        for layer in range(4):  # diffusers' IPAdapterPlusImageProjection has depth 4
+            at = f"image_proj.layers.{layer}"
+            tensors |= {
+                f"{at}.0.norm1.weight": torch.ones(dim),
+                f"{at}.0.norm1.bias": torch.zeros(dim),
+                f"{at}.0.norm2.weight": torch.ones(dim),
+                f"{at}.0.norm2.bias": torch.zeros(dim),
+                f"{at}.0.to_q.weight": rand(inner, dim),
+                f"{at}.0.to_kv.weight": rand(2 * inner, dim),
+                f"{at}.0.to_out.weight": rand(dim, inner),
+                f"{at}.1.0.weight": torch.ones(dim),
+                f"{at}.1.0.bias": torch.zeros(dim),
+                f"{at}.1.1.weight": rand(4 * dim, dim),
+                f"{at}.1.3.weight": rand(dim, 4 * dim),
+            }
+        for n, (proc_name, _) in enumerate(cross):
+            key = 1 + 2 * n
+            size = hidden_size(proc_name)
+            tensors[f"ip_adapter.{key}.to_k_ip.weight"] = rand(size, out_dim)
+            tensors[f"ip_adapter.{key}.to_v_ip.weight"] = rand(size, out_dim, std=0.5)
+        (dest / "sdxl_models").mkdir(parents=True, exist_ok=True)
+        save_file(tensors, str(dest / "sdxl_models" / name))
+    return dest

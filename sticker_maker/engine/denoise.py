@@ -28,6 +28,7 @@ import torch
 from diffusers.utils.torch_utils import get_module_execution_device, randn_tensor
 
 from sticker_maker.engine import device as device_mod
+from sticker_maker.engine import reference as reference_mod
 from sticker_maker.engine.schedulers import draw_noise_on_cpu, make_scheduler, step_options
 
 
@@ -61,6 +62,8 @@ class Lane:
     on_preview: Callable[[list[Any]], None] | None = None
     #: the caller's own handle
     tag: Any = None
+    #: a reference picture (IP-Adapter embeddings, img2img latents), or None
+    reference: reference_mod.LaneReference | None = None
 
     # -- set by DenoiseLoop.add -------------------------------------------------------
     index: int = 0
@@ -112,6 +115,15 @@ class DenoiseLoop:
         #: a torch.compile'd UNet: its inputs' batch dimension is marked dynamic
         self.compiled = is_compiled(pipe.unet)
         self.active: list[Lane] = []
+        #: the IP-Adapter scales last set (each adapter: 1 when a lane uses it, else 0)
+        self._scales: list[float] | None = None
+
+    def _blank(self) -> torch.Tensor:
+        """A one-token image embedding for IP-Adapters no lane has a picture for."""
+        encoder = self.pipe.image_encoder
+        dim = encoder.config.hidden_size
+        param = next(encoder.parameters())
+        return torch.zeros((1, 1, 1, dim), device=param.device, dtype=param.dtype)
 
     # -- a lane joins ----------------------------------------------------------------
 
@@ -155,8 +167,9 @@ class DenoiseLoop:
                 s.scheduler, self.scheduler_config, seeds=list(lane.seeds), options=options
             )
             scheduler.set_timesteps(s.steps, device=self.device)
+            timesteps, begin = _cut(scheduler, s.steps, lane.reference)
             if hasattr(scheduler, "set_begin_index"):
-                scheduler.set_begin_index(0)
+                scheduler.set_begin_index(begin)
             # 5. Initial noise, one CPU generator per image (same pixels on any device).
             generators = [torch.Generator("cpu").manual_seed(seed) for seed in lane.seeds]
             shape = (
@@ -168,6 +181,13 @@ class DenoiseLoop:
             latents = randn_tensor(
                 shape, generator=generators, device=self.device, dtype=embeds.dtype
             )
+            ref = lane.reference
+            if ref is not None and ref.latents is not None:
+                # img2img: the picture's latents, noised to the lane's first timestep.
+                start = ref.latents.to(self.device, embeds.dtype).expand(lane.size, -1, -1, -1)
+                latents = scheduler.add_noise(start, latents, timesteps[:1].repeat(lane.size))
+            else:
+                latents = latents * scheduler.init_noise_sigma
             # 6-7. Sampler kwargs (ancestral samplers draw per-image noise from the
             # generators) and SDXL's added conditioning (the size, no crop).
             lane_embeds, lane_pooled = embeds[mine], pooled[mine]
@@ -177,8 +197,8 @@ class DenoiseLoop:
                 lane_pooled = torch.cat([neg_pooled[mine], lane_pooled])
                 lane_ids = torch.cat([lane_ids, lane_ids])
             lane._scheduler = scheduler
-            lane.timesteps = scheduler.timesteps
-            lane._latents = latents * scheduler.init_noise_sigma
+            lane.timesteps = timesteps
+            lane._latents = latents
             lane._embeds = lane_embeds.to(self.device)
             lane._text_embeds = lane_pooled.to(self.device)
             lane._time_ids = lane_ids.to(self.device)
@@ -219,6 +239,19 @@ class DenoiseLoop:
             "time_ids": torch.cat(time_ids),
         }
         t_in = torch.cat(timesteps).to(self.device, torch.float32)
+        added = {"text_embeds": batch["text_embeds"], "time_ids": batch["time_ids"]}
+        attention: dict[str, Any] | None = None
+        if adapters := reference_mod.adapters(self.pipe):
+            # IP-Adapter: every sample's image embeddings, each lane's weight per sample.
+            image_embeds, masks, scales = reference_mod.step_inputs(
+                lanes, adapters, halves, tuple(sample.shape[-2:]), self._blank()
+            )
+            if scales != self._scales:
+                reference_mod.set_scales(self.pipe, scales)
+                self._scales = scales
+            added["image_embeds"] = [e.to(self.device, sample.dtype) for e in image_embeds]
+            if any(m is not None for m in masks):
+                attention = {"ip_adapter_masks": masks}
         if self.compiled and sample.shape[0] > 1:
             # One graph for every batch size ≥ 2 (jobs joining and leaving); batch 1
             # specialises once. Both are warmed up at load (see models.warm_up).
@@ -228,7 +261,8 @@ class DenoiseLoop:
             sample,
             t_in,
             encoder_hidden_states=batch["encoder_hidden_states"],
-            added_cond_kwargs={"text_embeds": batch["text_embeds"], "time_ids": batch["time_ids"]},
+            added_cond_kwargs=added,
+            cross_attention_kwargs=attention,
             return_dict=False,
         )[0]
         # 8.3 Guidance and the sampler step, lane by lane.
@@ -389,6 +423,18 @@ def _bill(lanes: Sequence[Lane], seconds: float) -> None:
     images = sum(lane.size for lane in lanes)
     for lane in lanes:
         lane.billed += seconds * lane.size / images
+
+
+def _cut(
+    scheduler: Any, steps: int, reference: reference_mod.LaneReference | None
+) -> tuple[Any, int]:
+    """The lane's timesteps and the sampler's begin index: all of them, or for img2img
+    the last ``strength`` of them (at least one), as diffusers' img2img pipelines cut."""
+    if reference is None or reference.latents is None or reference.strength is None:
+        return scheduler.timesteps, 0
+    keep = min(max(int(steps * reference.strength), 1), steps)
+    begin = (steps - keep) * scheduler.order
+    return scheduler.timesteps[begin:], begin
 
 
 def _step_kwargs(

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from sticker_maker.engine import device as device_mod
+from sticker_maker.engine import reference as reference_mod
 from sticker_maker.engine.cache import ModelCache
 from sticker_maker.engine.loading import (
     does_not_fit,
@@ -28,6 +29,7 @@ from sticker_maker.engine.loading import (
     place,
 )
 from sticker_maker.engine.lora import LoraState
+from sticker_maker.errors import ModelUnavailable
 from sticker_maker.presets import Preset
 
 
@@ -40,6 +42,8 @@ class LoadedBase:
     lora: LoraState
     original_vae: Any
     vaes: dict[str, Any] = field(default_factory=dict)
+    #: the IP-Adapter files loaded into the UNet (None: none; kept once loaded)
+    ip_adapter: reference_mod.AdapterSpec | None = None
 
 
 @dataclass
@@ -71,12 +75,34 @@ class Models:
         """How many models of each kind were loaded so far (base, refiner, upscaler, ...)."""
         return {**self.cache.loads, **self._other_loads}
 
-    def prepare(self, preset: Preset, lora_scale: float) -> LoadedBase:
-        """The preset's base pipeline with its VAE and its LoRA at ``lora_scale``."""
+    def prepare(self, preset: Preset, lora_scale: float, reference: bool = False) -> LoadedBase:
+        """The preset's base pipeline with its VAE and its LoRA at ``lora_scale`` (and
+        its IP-Adapter when ``reference``: a job of it has a picture)."""
         loaded = self.base(preset)
         self._use_vae(loaded, preset)
         self._activate_lora(loaded, preset, lora_scale)
+        if reference:
+            self.ip_adapter(loaded, preset)
         return loaded
+
+    def ip_adapter(self, loaded: LoadedBase, preset: Preset) -> tuple[str, ...]:
+        """Load the preset's IP-Adapter files into its base (once; another preset's are
+        replaced) and return their kinds in load order ("plus", "plus-face")."""
+        spec = reference_mod.AdapterSpec.of(preset)
+        if spec is None:
+            raise ModelUnavailable(preset.reference_problem() or "no IP-Adapter")
+        if loaded.ip_adapter != spec:
+            with self._weight_work("ip_adapter"):
+                try:
+                    reference_mod.load(loaded.pipe, spec, preset.name)
+                except Exception as exc:
+                    if device_mod.is_out_of_memory(exc):
+                        raise does_not_fit("IP-Adapter", spec.source, self.placement) from exc
+                    raise
+                loaded.ip_adapter = spec
+                if self.placement.offload != "none":
+                    place(loaded.pipe, "base model", preset.base, self.placement)  # re-hook
+        return spec.kinds
 
     @contextlib.contextmanager
     def _weight_work(self, kind: str | None = None) -> Iterator[None]:

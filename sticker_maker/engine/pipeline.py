@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from sticker_maker.engine import device as device_mod
+from sticker_maker.engine import reference as reference_mod
 from sticker_maker.engine import upscale as upscale_mod
 from sticker_maker.engine.cache import ModelCache
 from sticker_maker.engine.denoise import DenoiseLoop, Lane, LaneSettings
@@ -35,6 +36,9 @@ from sticker_maker.schedulers import SCHEDULER_NAMES
 
 ProgressFn = Callable[[int, int], None]
 CancelFn = Callable[[], bool]
+
+#: the most stickers one pack job holds (WhatsApp packs hold 3-30)
+MAX_PACK = 30
 
 
 @dataclass
@@ -72,6 +76,10 @@ class Request:
     should_cancel: CancelFn | None = None
     #: gets the job's live preview images every few steps (when the engine makes them)
     on_preview: Callable[[list[Image.Image]], None] | None = None
+    #: the reference picture's bytes (the job's ``reference.image``), when it has one
+    picture: bytes | None = None
+    #: gets lines for the job's logs (which part of the picture was used, ...)
+    on_log: Callable[[str], None] | None = None
 
 
 MoreFn = Callable[[], list[Request]]
@@ -159,12 +167,21 @@ class Engine:
                 f"unknown scheduler {job.scheduler!r}; allowed: {', '.join(SCHEDULER_NAMES)}",
                 "scheduler",
             )
-        if not 1 <= job.samples <= 4:
+        if job.expressions:
+            if not 1 <= len(job.expressions) <= MAX_PACK or job.samples != len(job.expressions):
+                raise InvalidInput(
+                    f"a pack holds 1-{MAX_PACK} stickers, one per expression "
+                    f"(got {len(job.expressions)} expressions, samples {job.samples})",
+                    "expressions",
+                )
+        elif not 1 <= job.samples <= 4:
             raise InvalidInput(f"{job.samples} is out of range (1-4)", "samples")
         if job.steps < 1:
             raise InvalidInput(f"{job.steps} is out of range (≥ 1)", "steps")
         if job.upscale and (problem := self.presets.get(job.preset).upscale_problem()):
             raise InvalidInput(problem, "upscale")
+        if job.reference and (problem := self.presets.get(job.preset).reference_problem()):
+            raise InvalidInput(problem, "image")
 
     def generate(
         self,
@@ -172,12 +189,24 @@ class Engine:
         *,
         on_progress: ProgressFn | None = None,
         should_cancel: CancelFn | None = None,
+        picture: bytes | None = None,
+        on_log: Callable[[str], None] | None = None,
     ) -> list[GeneratedImage]:
-        """Run one job. Raises :class:`JobCanceled` at the next step once cancelled."""
-        result = self.generate_many([job], on_progress=[on_progress], should_cancel=[should_cancel])
-        if result[0].error is not None:
-            raise result[0].error
-        return result[0].images
+        """Run one job (``picture``: its reference picture's bytes, if it has one).
+        Raises :class:`JobCanceled` at the next step once cancelled."""
+        results = [JobResult()]
+        request = Request(
+            job,
+            lambda r: results.__setitem__(0, r),
+            on_progress,
+            should_cancel,
+            picture=picture,
+            on_log=on_log,
+        )
+        self.run([request])
+        if results[0].error is not None:
+            raise results[0].error
+        return results[0].images
 
     def generate_many(
         self,
@@ -249,7 +278,9 @@ class Engine:
         preset = self.presets.get(first.preset)
         try:
             with _explain_out_of_memory(first, self.placement, preset=preset):
-                loaded = self.models.prepare(preset, first.lora_scale)
+                loaded = self.models.prepare(
+                    preset, first.lora_scale, any(r.job.reference for r in group)
+                )
         except Exception as exc:
             for request in group:
                 request.on_done(JobResult(error=exc))
@@ -328,6 +359,13 @@ class Engine:
         lanes = []
         for request in requests:
             job = request.job
+            began, loading_before = time.perf_counter(), self.load_seconds
+            try:
+                reference = self._reference(loop, request, preset)
+            except Exception as exc:
+                request.on_done(JobResult(error=exc))
+                continue
+            own = time.perf_counter() - began - (self.load_seconds - loading_before)
             plan = self._refine_plan(job, preset)
             progress = _Progress(request.on_progress, self._totals(job, plan))
             seeds = job.seeds()
@@ -340,19 +378,47 @@ class Engine:
                     should_cancel=request.should_cancel,
                     on_preview=request.on_preview,
                     tag=_InFlight(request, progress, plan, started, loading),
+                    reference=reference,
+                    billed=own,
                 )
             )
         if not lanes:
             return
         images = sum(lane.size for lane in lanes)
         for lane in lanes:
-            lane.billed = setup * lane.size / images
+            lane.billed += setup * lane.size / images
         try:
             with _explain_out_of_memory(requests[0].job, self.placement, images, preset):
                 self._retry(lambda: loop.add(lanes), preset)
         except Exception as exc:
             for lane in lanes:
                 lane.tag.done(self, JobResult(error=exc, share=lane.billed))
+
+    def _reference(
+        self, loop: DenoiseLoop, request: Request, preset: Preset
+    ) -> reference_mod.LaneReference | None:
+        """A job's reference picture, ready for its lane: the preset's IP-Adapter loaded
+        into the loop's base (if a joiner is the first to need it), the face found and
+        cropped (or the whole picture: the job's logs say which), the embeddings."""
+        ref = request.job.reference
+        if ref is None:
+            return None
+        if request.picture is None:
+            raise InvalidInput("the reference picture was not given to the engine", "image")
+        picture = reference_mod.open_picture(request.picture)
+        kinds = self.models.ip_adapter(self.models.base(preset), preset)
+        job = request.job
+        return reference_mod.prepare(
+            loop.pipe,
+            kinds,
+            picture,
+            weight=ref.ip_adapter_weight,
+            noise=ref.ip_adapter_noise,
+            seed=job.seed,
+            strength=ref.strength,
+            size=(job.width, job.height),
+            log=request.on_log or (lambda _line: None),
+        )
 
     def _finish(self, loop: DenoiseLoop, lanes: list[Lane], preset: Preset) -> None:
         """Decode finished lanes (one VAE call); upscale and refine if their jobs ask."""

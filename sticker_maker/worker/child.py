@@ -6,8 +6,9 @@ pipe close (or kills this process) and fails the job.
 Messages, parent → child::
 
     ("predict", job_id, kind, input_json, upload, safety)
-                                       upload: the uploaded file's bytes (cutout, split)
-                                       or None (generate); safety: the job's content
+                                       upload: the uploaded file's bytes (cutout, split;
+                                       generate and pack: the reference picture) or
+                                       None; safety: the job's content
                                        safety level (None: check images if configured)
     ("batch", seq, [(slot, job_id, kind, input_json, upload, safety), ...])
     ("join", seq, [(slot, job_id, kind, input_json, upload, safety), ...])
@@ -52,6 +53,9 @@ from multiprocessing.synchronize import Event
 from typing import TYPE_CHECKING, Any
 
 from sticker_maker.errors import JobCanceled, StickerMakerError
+
+#: job kinds the engine denoises (batched together): a pack is a generation job too
+GENERATION_KINDS = ("generate", "pack")
 
 if TYPE_CHECKING:
     from sticker_maker.jobs import Job
@@ -192,7 +196,7 @@ def _run_one(
         loading = (predictor.engine.load_seconds if predictor.engine else 0.0) - before
         return max(0.0, time.perf_counter() - started - loading)
 
-    unready = setup_error if kind == "generate" else prepare_error
+    unready = setup_error if kind in GENERATION_KINDS else prepare_error
     if unready:  # a missing engine (no torch, say) fails generation, not upload jobs
         send(("error", unready, 0.0))
         return
@@ -274,7 +278,7 @@ def _run_batch(
         tasks = []
         for slot, job_id, kind, input_json, upload, *level in items:
             send = tagged(job_id)
-            if kind != "generate" or setup_error is not None:
+            if kind not in GENERATION_KINDS or setup_error is not None:
                 _run_one(
                     send,
                     predictor,
@@ -297,6 +301,7 @@ def _run_batch(
                     level[0] if level else None,
                     job_id=job_id,
                     on_preview=lambda jpeg, send=send: send(("preview", jpeg)),
+                    picture=upload,
                 )
             )
         return tasks

@@ -161,6 +161,8 @@ class Task:
     #: gets a live preview (JPEG bytes) every few steps, when the engine makes them and
     #: the job's images are not checked (a preview would show them before the check)
     on_preview: Callable[[bytes], None] | None = None
+    #: the reference picture's bytes (a job with ``reference``), else None
+    picture: bytes | None = None
 
 
 class Predictor:
@@ -230,14 +232,18 @@ class Predictor:
         log: LogFn | None = None,
         safety: str | None = None,
         job_id: str = "",
+        picture: bytes | None = None,
     ) -> list[Sticker]:
+        """One generation (or pack) job (``picture``: its reference picture's bytes)."""
         assert self.engine is not None, "call setup() first"
         log = log or (lambda _line: None)
         preset = self.engine.presets.get(job.preset)
         started = time.perf_counter()
         loads_before = self.engine.loads
         load_seconds = self.engine.load_seconds
-        images = self.engine.generate(job, on_progress=on_progress, should_cancel=should_cancel)
+        images = self.engine.generate(
+            job, on_progress=on_progress, should_cancel=should_cancel, picture=picture, on_log=log
+        )
         loaded = [
             f"{kind} x{count - loads_before.get(kind, 0)}"
             for kind, count in self.engine.loads.items()
@@ -299,6 +305,8 @@ class Predictor:
                     task.on_progress,
                     task.should_cancel,
                     self._previews(task),
+                    picture=task.picture,
+                    on_log=task.log,
                 )
 
             engine.run(
@@ -358,16 +366,18 @@ class Predictor:
         log: LogFn | None = None,
         safety: str | None = None,
     ) -> list[Sticker]:
-        """One job of any kind (``upload``: the uploaded file of a cutout/split job;
+        """One job of any kind (``upload``: the uploaded file of a cutout/split job, the
+        reference picture of a generation or pack job;
         ``safety``: the level it was admitted at, for the image check)."""
         log = log or (lambda _line: None)
-        if kind == "generate":
+        if kind in ("generate", "pack"):
             return self.predict(
                 JobInput.model_validate_json(input_json),
                 on_progress=on_progress,
                 should_cancel=should_cancel,
                 log=log,
                 safety=safety,
+                picture=upload,
             )
         if self.presets is None:
             self.prepare()
