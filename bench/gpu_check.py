@@ -14,7 +14,9 @@ the time budget, ``--budget`` seconds, no longer allows are listed as skipped):
     storage): seconds per sticker at batch 1 with torch.compile off and on, stickers/s with 4
     and 8 concurrent jobs, the 4-step preset; in process: a fused LoRA against none per step,
     VAE decode and cut-out ms, peak VRAM; each beside the hosted 13-16 s, the 0.28 s floor and
-    issue 13's targets;
+    issue 13's targets; a job with a reference picture (``face-to-sticker``: IP-Adapter
+    plus-face and its ViT-H image encoder, real architecture, random weights:
+    ``bench/_gpu_reference.py``) against a prompt-only one, alone and in one loop;
 (c) the five defect checks of issue 13 (memory during steps and decode; 4 jobs x 4 samples
     and 8 lanes then one more job; joining lanes against alone for four samplers; LoRA
     A ↔ B ↔ 0 cycles against pristine weights; compile recompiles, then offload).
@@ -46,6 +48,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(HERE))
 
 import _gpu_engine as ge  # noqa: E402
+import _gpu_reference  # noqa: E402
 import _sdxl  # noqa: E402
 import fullsize  # noqa: E402
 from _gpu_suite import Suite  # noqa: E402
@@ -358,6 +361,14 @@ def run_checks(profile: Profile, table: Table, only: set[str]) -> dict[str, Any]
                     table.attempt("(c)", name, lambda fn=fn: fn(eng, setup), needs=needs)
             ge.drop(eng)
             eng = None
+    if "reference" in only:
+        full = profile.device != "cpu"
+        table.attempt(
+            "(b)",
+            "reference picture",
+            lambda: _gpu_reference.rows(setup, built, full),
+            needs=60 if full else 10,
+        )
     if "service" in only and profile.compile:
         table.attempt(
             "(b)",
@@ -398,7 +409,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cuda", choices=sorted(PROFILES))
     parser.add_argument("--budget", type=float, default=None, help="seconds (cuda: 470)")
     parser.add_argument(
-        "--only", default="suite,service,engine,defects", help="sections to run (comma list)"
+        "--only",
+        default="suite,service,engine,reference,defects",
+        help="sections to run (comma list)",
     )
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args(argv)

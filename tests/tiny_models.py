@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from transformers import CLIPTokenizer
 
 __all__ = [
+    "build_ip_adapter",
     "build_tiny_esrgan",
     "build_tiny_ip_adapter",
     "build_tiny_lora",
@@ -685,12 +686,50 @@ def build_tiny_ip_adapter(sdxl: Path, dest: Path) -> Path:
 
     ``models/image_encoder`` is a ``CLIPVisionModelWithProjection`` folder (32 px pictures,
     hidden 32, 2 layers: the penultimate hidden states feed the adapters);
-    ``sdxl_models`` holds a "plus" and a "plus-face" file, each with ``image_proj.*`` (the
-    Perceiver Resampler in the original key layout: ``latents``, ``proj_in``,
-    ``proj_out``, ``norm_out``, four ``layers.N.0`` attention and ``layers.N.1``
-    feed-forward blocks) and ``ip_adapter.K.to_k_ip/to_v_ip`` for each cross-attention
-    layer of ``sdxl``'s UNet (K = 1, 3, 5, ... in processor order), as diffusers'
-    ``load_ip_adapter`` reads them. The two files differ only in their random weights.
+    ``sdxl_models`` holds a "plus" and a "plus-face" file (see :func:`build_ip_adapter`)
+    for ``sdxl``'s UNet. The two files differ only in their random weights.
+    """
+    from diffusers import UNet2DConditionModel
+
+    return build_ip_adapter(
+        dict(UNet2DConditionModel.load_config(Path(sdxl) / "unet")),
+        dest,
+        encoder={
+            "hidden_size": _IMAGE_HIDDEN,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": 32,
+            "patch_size": 8,
+            "projection_dim": _IMAGE_HIDDEN,
+        },
+        dim=_RESAMPLER_DIM,
+        heads=1,
+        queries=_RESAMPLER_QUERIES,
+    )
+
+
+def build_ip_adapter(
+    unet_config: dict[str, Any],
+    dest: Path,
+    *,
+    encoder: dict[str, Any],
+    dim: int,
+    heads: int,
+    queries: int,
+    dtype: str = "float32",
+    files: tuple[str, ...] = (IP_ADAPTER_PLUS_FILE, IP_ADAPTER_PLUS_FACE_FILE),
+) -> Path:
+    """An IP-Adapter "plus" repository with random weights, in h94/IP-Adapter's layout.
+
+    ``models/image_encoder``: a ``CLIPVisionModelWithProjection`` of config ``encoder``
+    (ViT-H/14 for the real SDXL vit-h files). ``sdxl_models/<file>``: ``image_proj.*``
+    (the Perceiver Resampler in the original key layout: ``latents`` (1, ``queries``,
+    ``dim``), ``proj_in``, ``proj_out`` (to the UNet's cross-attention width),
+    ``norm_out``, four ``layers.N.0`` attention blocks of ``heads`` x 64 and four
+    ``layers.N.1`` feed-forward blocks) and ``ip_adapter.K.to_k_ip/to_v_ip`` for each
+    cross-attention layer of a UNet of ``unet_config`` (K = 1, 3, 5, ... in processor
+    order), as diffusers' ``load_ip_adapter`` reads them.
     """
     import torch
     from diffusers import UNet2DConditionModel
@@ -698,63 +737,64 @@ def build_tiny_ip_adapter(sdxl: Path, dest: Path) -> Path:
     from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
     dest = Path(dest)
+    torch_dtype = getattr(torch, dtype)
     torch.manual_seed(10)
-    encoder = CLIPVisionModelWithProjection(
-        CLIPVisionConfig(
-            hidden_size=_IMAGE_HIDDEN,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            image_size=32,
-            patch_size=8,
-            projection_dim=_IMAGE_HIDDEN,
-        )
-    ).eval()
-    encoder.save_pretrained(dest / "models" / "image_encoder")
-    unet = UNet2DConditionModel.load_config(Path(sdxl) / "unet")
-    model = UNet2DConditionModel.from_config(unet)
-    cross = [(name, proc) for name, proc in model.attn_processors.items() if "attn2" in name]
-    out_dim = model.config.cross_attention_dim
+    model = CLIPVisionModelWithProjection(CLIPVisionConfig(**encoder)).eval()
+    model.to(torch_dtype).save_pretrained(dest / "models" / "image_encoder")
+    del model
+    config = {k: v for k, v in unet_config.items() if not k.startswith("_")}
+    with torch.device("meta"):
+        unet = UNet2DConditionModel.from_config(config)
+    cross = [name for name in unet.attn_processors if "attn2" in name]
+    channels = list(unet.config.block_out_channels)
+    out_dim = unet.config.cross_attention_dim
+    image_dim = encoder["hidden_size"]
 
     def hidden_size(name: str) -> int:
-        channels = list(model.config.block_out_channels)
         if name.startswith("mid_block"):
             return channels[-1]
         block = int(name.split(".")[1])
         return (channels[::-1] if name.startswith("up_blocks") else channels)[block]
 
-    for seed, name in ((11, IP_ADAPTER_PLUS_FILE), (12, IP_ADAPTER_PLUS_FACE_FILE)):
+    for seed, name in enumerate(files, start=11):
         g = torch.Generator().manual_seed(seed)
 
         def rand(*shape: int, std: float = 0.2, g: torch.Generator = g) -> torch.Tensor:
-            return (torch.randn(*shape, generator=g) * std).contiguous()
+            scale = std / max(1.0, (shape[-1] / 64) ** 0.5)  # keep wide layers tame
+            return (torch.randn(*shape, generator=g) * scale).to(torch_dtype).contiguous()
 
-        dim, inner = _RESAMPLER_DIM, 64
+        def ones(n: int) -> torch.Tensor:
+            return torch.ones(n, dtype=torch_dtype)
+
+        def zeros(n: int) -> torch.Tensor:
+            return torch.zeros(n, dtype=torch_dtype)
+
+        inner = heads * 64
         tensors = {
-            "image_proj.latents": rand(1, _RESAMPLER_QUERIES, dim, std=1.0),
-            "image_proj.proj_in.weight": rand(dim, _IMAGE_HIDDEN),
+            "image_proj.latents": rand(1, queries, dim, std=1.0),
+            "image_proj.proj_in.weight": rand(dim, image_dim),
             "image_proj.proj_in.bias": rand(dim),
             "image_proj.proj_out.weight": rand(out_dim, dim),
             "image_proj.proj_out.bias": rand(out_dim),
-            "image_proj.norm_out.weight": torch.ones(out_dim),
-            "image_proj.norm_out.bias": torch.zeros(out_dim),
+            "image_proj.norm_out.weight": ones(out_dim),
+            "image_proj.norm_out.bias": zeros(out_dim),
         }
         for layer in range(4):  # diffusers' IPAdapterPlusImageProjection has depth 4
             at = f"image_proj.layers.{layer}"
             tensors |= {
-                f"{at}.0.norm1.weight": torch.ones(dim),
-                f"{at}.0.norm1.bias": torch.zeros(dim),
-                f"{at}.0.norm2.weight": torch.ones(dim),
-                f"{at}.0.norm2.bias": torch.zeros(dim),
+                f"{at}.0.norm1.weight": ones(dim),
+                f"{at}.0.norm1.bias": zeros(dim),
+                f"{at}.0.norm2.weight": ones(dim),
+                f"{at}.0.norm2.bias": zeros(dim),
                 f"{at}.0.to_q.weight": rand(inner, dim),
                 f"{at}.0.to_kv.weight": rand(2 * inner, dim),
                 f"{at}.0.to_out.weight": rand(dim, inner),
-                f"{at}.1.0.weight": torch.ones(dim),
-                f"{at}.1.0.bias": torch.zeros(dim),
+                f"{at}.1.0.weight": ones(dim),
+                f"{at}.1.0.bias": zeros(dim),
                 f"{at}.1.1.weight": rand(4 * dim, dim),
                 f"{at}.1.3.weight": rand(dim, 4 * dim),
             }
-        for n, (proc_name, _) in enumerate(cross):
+        for n, proc_name in enumerate(cross):
             key = 1 + 2 * n
             size = hidden_size(proc_name)
             tensors[f"ip_adapter.{key}.to_k_ip.weight"] = rand(size, out_dim)

@@ -76,6 +76,8 @@ def test_cpu_dry_run_runs_every_section(tmp_path: Path) -> None:
         "join vs alone: DPM++ 2M SDE Karras",
         "LoRA A ↔ B ↔ 0 cycles",
         "offload model: step after a decode vs others",
+        "reference job, first (IP-Adapter load)",
+        "reference + prompt-only jobs in one loop",
     ):
         assert name in checks, name
         assert checks[name]["value"] != "skipped", name
@@ -83,4 +85,5 @@ def test_cpu_dry_run_runs_every_section(tmp_path: Path) -> None:
     assert checks["join vs alone: Euler"]["ok"] is True
     assert checks["LoRA A ↔ B ↔ 0 cycles"]["ok"] is True
     assert checks["1 job: peak memory steps / decode"]["ok"] is True
+    assert checks["reference + prompt-only jobs in one loop"]["ok"] is True
     assert "GPU check on" in done.stdout and "rows, 0 failed" in done.stdout
