@@ -1,7 +1,8 @@
 """Presets are data: a base checkpoint, a LoRA, prompt templates and sampler defaults.
 
-Three are built in (the hosted models users know, and a 4-step one). A TOML file (``--presets`` or
-``$STICKER_MAKER_PRESETS``) overrides keys of a built-in preset or adds new ones::
+Four are built in (the hosted models users know, a 4-step one, and face-to-sticker). A TOML
+file (``--presets`` or ``$STICKER_MAKER_PRESETS``) overrides keys of a built-in preset or
+adds new ones::
 
     [presets.sticker-maker]
     base = "/models/albedobase-xl-v13"          # Hub id or local diffusers folder

@@ -159,3 +159,38 @@ def test_the_readme_presets_example_loads(tmp_path: Path) -> None:
         "timestep_spacing": "trailing"
     }
     assert registry.get("mine").vae == "madebyollin/sdxl-vae-fp16-fix"
+
+
+def test_face_to_sticker_is_built_in_with_the_originals_template_and_ip_adapter() -> None:
+    preset = load_presets().get("fofr/face-to-sticker")
+    assert preset.name == "face-to-sticker"
+    assert preset.prompt_template == "Sticker, {prompt}, cel shaded, svg, vector art, sharp"
+    assert (preset.width, preset.height, preset.steps, preset.guidance_scale) == (1024, 1024, 20, 7)
+    assert (preset.ip_adapter_weight, preset.ip_adapter_noise) == (0.2, 0.5)
+    assert preset.ip_adapter == "h94/IP-Adapter"
+    assert preset.ip_adapter_files() == (
+        ("plus", "ip-adapter-plus_sdxl_vit-h.safetensors"),
+        ("plus-face", "ip-adapter-plus-face_sdxl_vit-h.safetensors"),
+    )
+    assert preset.ip_adapter_image_encoder == "models/image_encoder"
+    assert preset.reference_problem() is None
+    assert load_presets().get("sticker-maker").reference_problem() is None
+    problem = load_presets().get("stickersheet").reference_problem()
+    assert problem is not None and "ip_adapter" in problem
+    assert "'Norod78-SDXL-StickerSheet-Lora'" in problem
+
+
+def test_the_readme_ip_adapter_example_loads_and_bad_keys_are_named(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("### Reference pictures: IP-Adapter") :]
+    block = section[section.index("```toml") + len("```toml") : section.index("```\n", 10)]
+    preset = load_presets(write(tmp_path, block)).get("face-to-sticker")
+    assert preset.ip_adapter == "/models/IP-Adapter" and preset.ip_adapter_weight == 0.2
+    bad = write(tmp_path, '[presets.q]\nbase = "o/m"\nip_adapter = "h94/IP-Adapter"\n')
+    with pytest.raises(InvalidInput) as info:
+        load_presets(bad)
+    assert "ip_adapter_weights" in str(info.value)
+    bad = write(tmp_path, '[presets.q]\nbase = "o/m"\nip_adapter_weight = 2\n')
+    with pytest.raises(InvalidInput) as info:
+        load_presets(bad)
+    assert "ip_adapter_weight 2 must be a number in [0, 1]" in str(info.value)
