@@ -102,7 +102,12 @@ class DenoiseLoop:
     """
 
     def __init__(
-        self, pipe: Any, scheduler_config: Any, settings: LaneSettings, previews: Any = None
+        self,
+        pipe: Any,
+        scheduler_config: Any,
+        settings: LaneSettings,
+        previews: Any = None,
+        max_samples: int | None = None,
     ) -> None:
         self.pipe = pipe
         #: a :class:`~sticker_maker.engine.preview.PreviewDecoder`, or None (no previews)
@@ -117,6 +122,46 @@ class DenoiseLoop:
         self.active: list[Lane] = []
         #: the IP-Adapter scales last set (each adapter: 1 when a lane uses it, else 0)
         self._scales: list[float] | None = None
+        #: the most samples in one UNet call (None: all the step's samples in one call);
+        #: halved when a call runs out of memory (``halvings`` counts it)
+        self.max_samples = max_samples
+        self.halvings = 0
+
+    def _unet(
+        self,
+        sample: torch.Tensor,
+        t_in: torch.Tensor,
+        hidden: torch.Tensor,
+        added: dict[str, Any],
+        attention: dict[str, Any] | None,
+    ) -> torch.Tensor:
+        """The UNet over the step's samples: one call, or calls of at most
+        ``max_samples`` rows (a big pack). Out of memory, the slices are halved and the
+        call made again (down to one sample per call); the bound then stays with the loop."""
+        rows = sample.shape[0]
+        while True:
+            per = min(self.max_samples or rows, rows)
+            try:
+                parts = [
+                    self.pipe.unet(
+                        sample[at : at + per],
+                        t_in[at : at + per],
+                        encoder_hidden_states=hidden[at : at + per],
+                        added_cond_kwargs=_rows(added, at, per),
+                        cross_attention_kwargs=_rows(attention, at, per),
+                        return_dict=False,
+                    )[0]
+                    for at in range(0, rows, per)
+                ]
+                return parts[0] if len(parts) == 1 else torch.cat(parts)
+            except Exception as exc:
+                if not device_mod.is_out_of_memory(exc) or per <= 1:
+                    raise
+            # Out of the except block: the failed call's tensors are gone.
+            self.max_samples = per // 2
+            self.halvings += 1
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
 
     def _blank(self) -> torch.Tensor:
         """A one-token image embedding for IP-Adapters no lane has a picture for."""
@@ -257,14 +302,7 @@ class DenoiseLoop:
             # specialises once. Both are warmed up at load (see models.warm_up).
             for tensor in (sample, t_in, *batch.values()):
                 torch._dynamo.maybe_mark_dynamic(tensor, 0)
-        noise = self.pipe.unet(
-            sample,
-            t_in,
-            encoder_hidden_states=batch["encoder_hidden_states"],
-            added_cond_kwargs=added,
-            cross_attention_kwargs=attention,
-            return_dict=False,
-        )[0]
+        noise = self._unet(sample, t_in, batch["encoder_hidden_states"], added, attention)
         # 8.3 Guidance and the sampler step, lane by lane.
         at = 0
         for lane in lanes:
@@ -423,6 +461,20 @@ def _bill(lanes: Sequence[Lane], seconds: float) -> None:
     images = sum(lane.size for lane in lanes)
     for lane in lanes:
         lane.billed += seconds * lane.size / images
+
+
+def _rows(kwargs: dict[str, Any] | None, at: int, per: int) -> dict[str, Any] | None:
+    """``kwargs`` of a UNet call with every tensor (and every tensor of a list: image
+    embeddings, IP-Adapter masks) cut to rows ``at:at + per``."""
+    if kwargs is None:
+        return None
+    cut: dict[str, Any] = {}
+    for key, value in kwargs.items():
+        if isinstance(value, list):
+            cut[key] = [v[at : at + per] if v is not None else None for v in value]
+        else:
+            cut[key] = value[at : at + per]
+    return cut
 
 
 def _cut(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,83 +29,24 @@ from sticker_maker.engine.memory import retry_out_of_memory
 from sticker_maker.engine.models import Models
 from sticker_maker.engine.options import EngineOptions
 from sticker_maker.engine.preview import PreviewDecoder
+from sticker_maker.engine.requests import (
+    CancelFn,
+    GeneratedImage,
+    JobResult,
+    MoreFn,
+    ProgressFn,
+    Request,
+    _Progress,
+)
 from sticker_maker.errors import InvalidInput, JobCanceled, ModelUnavailable
 from sticker_maker.params import JobInput, batch_key
 from sticker_maker.presets import Preset, PresetRegistry
 from sticker_maker.schedulers import SCHEDULER_NAMES
 
-ProgressFn = Callable[[int, int], None]
-CancelFn = Callable[[], bool]
+__all__ = ["MAX_PACK", "Engine", "GeneratedImage", "JobResult", "MoreFn", "Request"]
 
 #: the most stickers one pack job holds (WhatsApp packs hold 3-30)
 MAX_PACK = 30
-
-
-@dataclass
-class GeneratedImage:
-    image: Image.Image
-    seed: int
-
-
-@dataclass
-class JobResult:
-    """One job's outcome from :meth:`Engine.run`: ``images`` or ``error``
-    (:class:`JobCanceled` for a job cancelled while it ran).
-
-    ``seconds``: the job's time in the engine, from joining the denoising loop to its
-    last image (weight loading excluded); ``share``: what it is billed, its part of
-    each shared denoising step (split by image count) plus its own prompt encoding,
-    decode and upscale; a job that shared no step is billed its ``seconds``.
-    """
-
-    images: list[GeneratedImage] = field(default_factory=list)
-    error: Exception | None = None
-    seconds: float = 0.0
-    share: float = 0.0
-    #: the most jobs that shared one of its denoising steps
-    batched: int = 1
-
-
-@dataclass(eq=False)
-class Request:
-    """One generation job for :meth:`Engine.run`; ``on_done`` gets its result, once."""
-
-    job: JobInput
-    on_done: Callable[[JobResult], None]
-    on_progress: ProgressFn | None = None
-    should_cancel: CancelFn | None = None
-    #: gets the job's live preview images every few steps (when the engine makes them)
-    on_preview: Callable[[list[Image.Image]], None] | None = None
-    #: the reference picture's bytes (the job's ``reference.image``), when it has one
-    picture: bytes | None = None
-    #: gets lines for the job's logs (which part of the picture was used, ...)
-    on_log: Callable[[str], None] | None = None
-
-
-MoreFn = Callable[[], list[Request]]
-
-
-class _Progress:
-    """One step counter over the phases of a job (denoise, then refine)."""
-
-    def __init__(self, report: ProgressFn | None, totals: dict[str, int]) -> None:
-        self.report = report
-        self.totals = dict(totals)
-        self.done = 0
-
-    def set_total(self, phase: str, total: int) -> None:
-        self.totals[phase] = total
-
-    def denoised(self, _done: int, total: int) -> None:
-        """One denoising step (``total``: samplers of order 2 take more calls)."""
-        self.set_total("denoise", total)
-        self.step()
-
-    def step(self) -> None:
-        self.done += 1
-        if self.report is not None:
-            total = sum(self.totals.values())
-            self.report(min(self.done, total), total)
 
 
 class Engine:
@@ -126,6 +67,10 @@ class Engine:
         self.evicted_for_memory = 0
         self._previews: PreviewDecoder | None = None
         self._lock = threading.Lock()
+        #: the most samples per UNet call, per (base, width, height): None (all of a step's
+        #: samples in one call) until a call ran out of memory; then the halved bound the
+        #: loop settled on is kept for the next loops (a big pack runs in slices)
+        self.unet_samples: dict[tuple[str, int, int], int] = {}
 
     @property
     def cache(self) -> ModelCache:
@@ -293,8 +238,13 @@ class Engine:
             first.scheduler,
             preset.scheduler_options,
         )
+        bound = (preset.base, first.width, first.height)
         loop = DenoiseLoop(
-            loaded.pipe, loaded.scheduler_config, settings, self._preview_decoder(group)
+            loaded.pipe,
+            loaded.scheduler_config,
+            settings,
+            self._preview_decoder(group),
+            max_samples=self.unet_samples.get(bound),
         )
         # Upscaling jobs refine one by one after denoising: a joiner would wait for that.
         joinable = more is not None and not first.upscale
@@ -310,6 +260,8 @@ class Engine:
                 try:
                     with _explain_out_of_memory(first, self.placement, images, preset):
                         finished, cancelled = self._retry(loop.step, preset)
+                    if loop.max_samples is not None:
+                        self.unet_samples[bound] = loop.max_samples
                 except Exception as exc:  # a shared call failed: every lane in it fails
                     for lane in list(loop.active):
                         loop.drop(lane)

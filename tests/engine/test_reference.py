@@ -249,3 +249,35 @@ def test_a_pack_is_one_lane_of_one_seed_with_a_prompt_per_expression(
     # each sticker equals the same prompt run alone (one loop, not three jobs)
     sad = job(registry, prompt="a person, sad face", reference=ref())
     assert np.abs(pixels(run(engine, request(sad, FACE))[0])[0] - images[1]).max() <= 2
+
+
+def test_a_big_pack_runs_in_unet_slices_when_a_call_runs_out_of_memory(
+    registry: PresetRegistry,
+) -> None:
+    import torch
+
+    expressions = tuple(
+        Expression(name=f"e{n}", emoji="🙂", prompt=f"expression {n}") for n in range(5)
+    )
+    pack = job(registry, reference=ref()).model_copy(
+        update={"expressions": expressions, "samples": 5}
+    )
+    whole = pixels(run(Engine(registry, options=engine_options()), request(pack, FACE))[0])
+    small = Engine(registry, options=engine_options())
+    unet = small.models.prepare(registry.get("face"), 1.0).pipe.unet
+    calls: list[int] = []
+
+    def at_most_four(_module: Any, args: tuple[Any, ...]) -> None:
+        calls.append(args[0].shape[0])
+        if args[0].shape[0] > 4:  # a test double for a GPU that holds 4 samples
+            raise torch.OutOfMemoryError("CUDA out of memory (test double)")
+
+    hook = unet.register_forward_pre_hook(at_most_four)
+    try:
+        sliced = pixels(run(small, request(pack, FACE))[0])
+    finally:
+        hook.remove()
+    # 10 samples (5 stickers, guided): halved to 5, then to 2 per call; the bound is kept
+    assert calls[:3] == [10, 5, 2] and max(calls[3:]) <= 2
+    assert small.unet_samples == {(str(registry.get("face").base), 64, 64): 2}
+    assert np.abs(sliced - whole).max() <= 2
