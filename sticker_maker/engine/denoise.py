@@ -13,6 +13,12 @@ images (prompt encoding, timesteps, initial noise from its generators, added tim
 classifier-free guidance, the sampler step, the VAE decode), using the pipeline's own
 helpers, so a lane's pixels equal a plain pipeline call with its seeds, to float
 rounding (tests compare them). What no lane shares: nothing is padded or masked.
+
+A lane may carry a reference picture (:class:`~sticker_maker.engine.reference.LaneReference`):
+its IP-Adapter image embeddings and weight go into the same UNet call, per sample, and an
+img2img lane starts from the picture's latents at a later timestep (fewer steps). A step's
+UNet call is made in slices of at most ``max_samples`` rows when one call over every lane
+ran out of memory (a big pack): the slices are halved until they fit.
 """
 
 from __future__ import annotations

@@ -88,11 +88,17 @@ def encode(
 
 
 def parameters_text(
-    job: JobInput, preset: Preset, seed: int, size: tuple[int, int], job_id: str = ""
+    job: JobInput,
+    preset: Preset,
+    seed: int,
+    size: tuple[int, int],
+    job_id: str = "",
+    index: int = 0,
 ) -> str:
     """How the image was made, in the text AUTOMATIC1111's web UI writes to the PNG
     ``parameters`` chunk (and ComfyUI, InvokeAI, civitai and others read): the prompt,
-    then ``Negative prompt: …``, then ``Key: value`` pairs on one line."""
+    then ``Negative prompt: …``, then ``Key: value`` pairs on one line. ``index``: the
+    image's place in the job (a pack's sticker has its own prompt)."""
     pairs = [
         ("Steps", job.steps),
         ("Sampler", job.scheduler),
@@ -106,12 +112,21 @@ def parameters_text(
         pairs += [("Lora", lora), ("Lora scale", f"{job.lora_scale:g}")]
     if job.upscale:
         pairs.append(("Upscale steps", job.upscale_steps))
+    if job.reference is not None:
+        ref = job.reference
+        pairs += [("IP-Adapter weight", f"{ref.ip_adapter_weight:g}")]
+        pairs += [("IP-Adapter noise", f"{ref.ip_adapter_noise:g}")]
+        if ref.strength is not None:
+            pairs.append(("Denoising strength", f"{ref.strength:g}"))
+    if job.expressions and index < len(job.expressions):
+        pairs.append(("Expression", job.expressions[index].name))
     pairs.append(("Preset", job.preset))
     if job_id:
         pairs.append(("Job id", job_id))
     # a value with a comma or colon would break the key: value list, as A1111 quotes it
     line = ", ".join(f"{k}: {_quoted(str(v))}" for k, v in pairs)
-    lines = [job.prompt]
+    prompts = job.prompts()
+    lines = [prompts[index] if index < len(prompts) else job.prompt]
     if job.negative_prompt:
         lines.append(f"Negative prompt: {job.negative_prompt}")
     return "\n".join([*lines, line])
@@ -260,9 +275,9 @@ class Predictor:
         )
         self.screen([g.image for g in images], safety, log)
         stickers = []
-        for generated in images:
+        for index, generated in enumerate(images):
             sticker = finishing_steps.finish(generated.image, preset, job.finishing, log)
-            made = parameters_text(job, preset, generated.seed, generated.image.size, job_id)
+            made = parameters_text(job, preset, generated.seed, generated.image.size, job_id, index)
             stickers.append(
                 sticker_output(
                     generated.image,
@@ -339,9 +354,9 @@ class Predictor:
                     g.seed,
                     job.output_format,
                     job.output_quality,
-                    parameters_text(job, preset, g.seed, g.image.size, task.job_id),
+                    parameters_text(job, preset, g.seed, g.image.size, task.job_id, n),
                 )
-                for g in result.images
+                for n, g in enumerate(result.images)
             ]
         except Exception as exc:
             stickers = exc

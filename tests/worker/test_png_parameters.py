@@ -58,3 +58,26 @@ def test_both_pngs_of_a_generated_sticker_carry_them() -> None:
     # uploads (cut-outs, splits) were not generated: no parameters
     upload = sticker_output(None, sticker).sticker_png
     assert "parameters" not in Image.open(io.BytesIO(upload)).text
+
+
+def test_a_pack_stickers_parameters_name_its_prompt_expression_and_reference() -> None:
+    from sticker_maker.params import Expression, Reference
+    from sticker_maker.presets import load_presets
+
+    presets = load_presets()
+    job = resolve(
+        parse_request({"prompt": "a fox", "preset": "face-to-sticker", "seed": 9}), presets
+    )
+    job = job.model_copy(
+        update={
+            "expressions": (
+                Expression(name="happy", emoji="😀", prompt="smiling"),
+                Expression(name="sad", emoji="😢", prompt="crying"),
+            ),
+            "samples": 2,
+            "reference": Reference(image="me.png", ip_adapter_weight=0.2, ip_adapter_noise=0.5),
+        }
+    )
+    text = parameters_text(job, presets.get("face-to-sticker"), 9, (1024, 1024), "j", 1)
+    assert text.splitlines()[0] == "a fox, crying"
+    assert "IP-Adapter weight: 0.2, IP-Adapter noise: 0.5, Expression: sad" in text
