@@ -45,8 +45,9 @@ from sticker_maker.schedulers import SCHEDULER_NAMES
 
 __all__ = ["MAX_PACK", "Engine", "GeneratedImage", "JobResult", "MoreFn", "Request"]
 
-#: the most stickers one pack job holds (WhatsApp packs hold 3-30)
-MAX_PACK = 30
+#: the most stickers the engine takes in one pack job (a Telegram set: 120; the API sets
+#: the limit users get, WhatsApp packs hold 3-30); a big pack runs in UNet slices
+MAX_PACK = 120
 
 
 class Engine:
