@@ -45,12 +45,19 @@ class TinyModels:
     lora_kohya: Path
     #: same UNet and text encoders, VAE decoder trained to draw a sticker on white
     sticker_sdxl: Path
+    #: a tiny IP-Adapter repository in h94/IP-Adapter's layout (plus, plus-face, encoder)
+    ip_adapter: Path | None = None
 
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
     """Tiny SDXL folders and one LoRA in both key layouts, saved in the real formats."""
-    from tiny_models import build_tiny_lora, build_tiny_sdxl, build_tiny_sticker_sdxl
+    from tiny_models import (
+        build_tiny_ip_adapter,
+        build_tiny_lora,
+        build_tiny_sdxl,
+        build_tiny_sticker_sdxl,
+    )
 
     root = tmp_path_factory.mktemp("models")
     sdxl = build_tiny_sdxl(root / "tiny-sdxl")
@@ -61,6 +68,7 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
         ),
         lora_kohya=build_tiny_lora(sdxl, root / "lora-kohya.safetensors", layout="kohya"),
         sticker_sdxl=build_tiny_sticker_sdxl(root / "tiny-sticker-sdxl"),
+        ip_adapter=build_tiny_ip_adapter(sdxl, root / "IP-Adapter"),
     )
 
 
@@ -73,7 +81,21 @@ def tiny_taesd(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def write_presets(path: Path, models: TinyModels, extra: str = "") -> Path:
-    """A presets file that points both built-ins and a 'tiny' preset at the tiny sticker model."""
+    """A presets file that points the built-ins and a 'tiny' preset at the tiny sticker model
+    (and the IP-Adapter of ``sticker-maker`` and ``face-to-sticker`` at the tiny one)."""
+    ip = f'ip_adapter = "{models.ip_adapter}"\n' if models.ip_adapter else ""
+    face = (
+        f"""
+[presets.face-to-sticker]
+base = "{models.sticker_sdxl}"
+lora = "{models.lora_kohya}"
+steps = 4
+width = 64
+height = 64
+{ip}"""
+        if ip
+        else ""
+    )
     path.write_text(
         f"""
 [presets.sticker-maker]
@@ -82,7 +104,7 @@ lora = "{models.lora_kohya}"
 steps = 4
 width = 64
 height = 64
-
+{ip}{face}
 [presets.Norod78-SDXL-StickerSheet-Lora]
 base = "{models.sticker_sdxl}"
 lora = "{models.lora_diffusers}"

@@ -31,10 +31,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from diffusers.utils.torch_utils import get_module_execution_device, randn_tensor
+from diffusers.utils.torch_utils import randn_tensor
 
 from sticker_maker.engine import device as device_mod
 from sticker_maker.engine import reference as reference_mod
+from sticker_maker.engine.decode import (  # noqa: F401  (DECODE_*: re-exported)
+    DECODE_BYTES_1024,
+    DECODE_MAX,
+    decode_latents,
+    decode_slice,
+)
 from sticker_maker.engine.schedulers import draw_noise_on_cpu, make_scheduler, step_options
 
 
@@ -114,6 +120,7 @@ class DenoiseLoop:
         settings: LaneSettings,
         previews: Any = None,
         max_samples: int | None = None,
+        make_room: Callable[[], bool] | None = None,
     ) -> None:
         self.pipe = pipe
         #: a :class:`~sticker_maker.engine.preview.PreviewDecoder`, or None (no previews)
@@ -132,6 +139,8 @@ class DenoiseLoop:
         #: halved when a call runs out of memory (``halvings`` counts it)
         self.max_samples = max_samples
         self.halvings = 0
+        #: asked when a UNet call runs out of memory: frees memory if it can (True: retry)
+        self.make_room = make_room
 
     def _unet(
         self,
@@ -142,11 +151,16 @@ class DenoiseLoop:
         attention: dict[str, Any] | None,
     ) -> torch.Tensor:
         """The UNet over the step's samples: one call, or calls of at most
-        ``max_samples`` rows (a big pack). Out of memory, the slices are halved and the
-        call made again (down to one sample per call); the bound then stays with the loop."""
+        ``max_samples`` rows (a big pack). Out of memory, ``make_room()`` is asked first
+        (the engine drops idle cached models: then the same call again); else the slices
+        are halved and the call made again, down to one image (both halves of a guided
+        one) per call; the bound then stays with the loop. An image that does not fit
+        alone raises the error."""
         rows = sample.shape[0]
+        least = 2 if self.cfg else 1
         while True:
             per = min(self.max_samples or rows, rows)
+            error: Exception | None = None
             try:
                 parts = [
                     self.pipe.unet(
@@ -161,10 +175,16 @@ class DenoiseLoop:
                 ]
                 return parts[0] if len(parts) == 1 else torch.cat(parts)
             except Exception as exc:
-                if not device_mod.is_out_of_memory(exc) or per <= 1:
+                if not device_mod.is_out_of_memory(exc):
                     raise
-            # Out of the except block: the failed call's tensors are gone.
-            self.max_samples = per // 2
+                error = exc
+            # Out of the except block: the failed call's tensors can go.
+            if self.make_room is not None and self.make_room():
+                continue
+            if per <= least:
+                raise error
+            error = None
+            self.max_samples = max(least, per // 2)
             self.halvings += 1
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
@@ -397,64 +417,6 @@ class DenoiseLoop:
             lane._embeds = lane._text_embeds = lane._time_ids = None
         _bill(lanes, time.perf_counter() - started)
         return out
-
-
-#: bytes one 1024² image takes in a float32 SDXL VAE decode (measured on the CPU: +3.8 GiB)
-DECODE_BYTES_1024 = 3.8 * 1024**3
-#: most images in one VAE call, whatever memory is free
-DECODE_MAX = 8
-
-
-def decode_slice(vae: Any, shape: Sequence[int]) -> int:
-    """How many images of latent ``shape`` (N, C, h, w) to decode in one VAE call: what
-    fits in 80 % of the memory free on the VAE's device (in float32, the worst case of an
-    upcast), at least 1 and at most :data:`DECODE_MAX`."""
-    pixels = shape[2] * shape[3] * 64  # the latents are 1/8 of each side
-    per_image = DECODE_BYTES_1024 * pixels / 1024**2
-    free = device_mod.free_bytes(get_module_execution_device(vae))
-    if free is None:
-        return DECODE_MAX
-    return max(1, min(DECODE_MAX, int(0.8 * free // per_image)))
-
-
-def decode_latents(vae: Any, latents: torch.Tensor) -> torch.Tensor:
-    """Decode SDXL latents with ``vae``; an image that comes out NaN/inf is decoded again
-    in float32.
-
-    A float16 VAE whose config asks (``force_upcast``, the original SDXL VAE) decodes in
-    float32; otherwise it decodes in its dtype, and images that overflow there (NaN or
-    inf: a black square once stored) are decoded again in float32. The VAE is back in
-    its dtype afterwards, whatever happened (an out-of-memory error included).
-    """
-    dtype = vae.dtype
-    upcast = dtype == torch.float16 and vae.config.force_upcast
-    image = _decode(vae, latents, torch.float32 if upcast else dtype)
-    bad = ~torch.isfinite(image.flatten(1)).all(dim=1)
-    if bad.any() and not upcast and dtype != torch.float32:
-        image = image.float()
-        image[bad] = _decode(vae, latents[bad], torch.float32).float()
-    return image
-
-
-def _decode(vae: Any, latents: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    original = vae.dtype
-    if dtype != original:
-        vae.to(dtype=dtype)
-    try:
-        latents = latents.to(next(iter(vae.post_quant_conv.parameters())).dtype)
-        mean = getattr(vae.config, "latents_mean", None)
-        std = getattr(vae.config, "latents_std", None)
-        if mean is not None and std is not None:
-            mean_t = torch.tensor(mean).view(1, 4, 1, 1).to(latents.device, latents.dtype)
-            std_t = torch.tensor(std).view(1, 4, 1, 1).to(latents.device, latents.dtype)
-            latents = latents * std_t / vae.config.scaling_factor + mean_t
-        else:
-            latents = latents / vae.config.scaling_factor
-        device = get_module_execution_device(vae)
-        return vae.decode(latents.to(device), return_dict=False)[0]
-    finally:
-        if dtype != original:
-            vae.to(dtype=original)
 
 
 def is_compiled(module: Any) -> bool:

@@ -246,6 +246,7 @@ class Engine:
             settings,
             self._preview_decoder(group),
             max_samples=self.unet_samples.get(bound),
+            make_room=lambda: self._make_room(preset),
         )
         # Upscaling jobs refine one by one after denoising: a joiner would wait for that.
         joinable = more is not None and not first.upscale
@@ -413,6 +414,15 @@ class Engine:
                 GeneratedImage(image, seed) for image, seed in zip(images, lane.seeds, strict=True)
             ]
             flight.done(self, JobResult(images=generated, share=share, batched=lane.most))
+
+    def _make_room(self, preset: Preset) -> bool:
+        """Drop the cached models ``preset`` does not use (a UNet call ran out of memory);
+        False when there is none to drop."""
+        keep = [("base", preset.base)]
+        if not self.cache.droppable(keep):
+            return False
+        self.evicted_for_memory += self.cache.drop_all_but(keep)
+        return True
 
     def _retry(self, call: Callable[[], Any], preset: Preset) -> Any:
         """``call()``; if it runs out of memory, drop the cached models this job does not

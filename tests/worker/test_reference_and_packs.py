@@ -38,23 +38,10 @@ def _png(array: Any) -> bytes:
 
 @pytest.fixture(scope="module")
 def presets_path(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tiny_models import IP_ADAPTER_PLUS_FACE_FILE, IP_ADAPTER_PLUS_FILE, build_tiny_ip_adapter
-
+    """The shared test presets: ``face-to-sticker`` on the tiny model and IP-Adapter."""
+    assert tiny_models.ip_adapter is not None
     root = tmp_path_factory.mktemp("worker-reference")
-    ip = build_tiny_ip_adapter(tiny_models.sticker_sdxl, root / "IP-Adapter")
-    extra = f"""
-[presets.face-to-sticker]
-base = "{tiny_models.sticker_sdxl}"
-lora = "{tiny_models.lora_diffusers}"
-scheduler = "Euler"
-steps = 3
-width = 64
-height = 64
-ip_adapter = "{ip}"
-ip_adapter_weights = "{IP_ADAPTER_PLUS_FILE}"
-ip_adapter_face_weights = "{IP_ADAPTER_PLUS_FACE_FILE}"
-"""
-    return write_presets(root / "presets.toml", tiny_models, extra)
+    return write_presets(root / "presets.toml", tiny_models)
 
 
 def _job(presets: Any, pack: bool) -> str:
