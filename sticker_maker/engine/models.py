@@ -92,6 +92,7 @@ class Models:
         if spec is None:
             raise ModelUnavailable(preset.reference_problem() or "no IP-Adapter")
         if loaded.ip_adapter != spec:
+            loaded.ip_adapter = None  # another preset's files are unloaded first
             with self._weight_work("ip_adapter"):
                 try:
                     reference_mod.load(loaded.pipe, spec, preset.name)

@@ -28,6 +28,7 @@ last ``strength`` of them, as diffusers' img2img pipeline does.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -85,6 +86,8 @@ def load(pipe: Any, spec: AdapterSpec, preset: str) -> None:
             for module in (pipe.unet, pipe.image_encoder):
                 module.requires_grad_(False)
     except Exception as exc:
+        with contextlib.suppress(Exception), torch.inference_mode(False):
+            pipe.unload_ip_adapter()  # nothing half-loaded stays in the UNet
         if is_out_of_memory(exc):
             raise
         ref = f"{spec.source}/{spec.subfolder}/{'+'.join(spec.files)}"

@@ -65,6 +65,15 @@ ip_adapter = "{ip_adapter}"
 ip_adapter_weights = "{IP_ADAPTER_PLUS_FILE}"
 ip_adapter_face_weights = "{IP_ADAPTER_PLUS_FACE_FILE}"
 
+[presets.broken]
+base = "{tiny_models.sdxl}"
+scheduler = "Euler"
+steps = 3
+width = 64
+height = 64
+ip_adapter = "/no/such/IP-Adapter"
+ip_adapter_weights = "{IP_ADAPTER_PLUS_FILE}"
+
 [presets.plain]
 base = "{tiny_models.sdxl}"
 scheduler = "Euler"
@@ -230,6 +239,18 @@ def test_a_preset_without_ip_adapter_refuses_a_picture_naming_image(
     with pytest.raises(InvalidInput) as err:
         engine.check_inputs(job(registry, preset="plain", reference=ref()))
     assert err.value.errors[0].field == "image"
+
+
+def test_a_missing_ip_adapter_fails_the_job_naming_the_preset_key(
+    engine: Engine, registry: PresetRegistry
+) -> None:
+    from sticker_maker.errors import ModelUnavailable
+
+    [result] = run(engine, request(job(registry, preset="broken", reference=ref()), CAT))
+    assert isinstance(result.error, ModelUnavailable)
+    assert "/no/such/IP-Adapter" in result.error.message and "ip_adapter" in result.error.message
+    # the base is fine: the same preset without a picture runs
+    assert run(engine, request(job(registry, preset="broken")))[0].error is None
 
 
 def test_a_pack_is_one_lane_of_one_seed_with_a_prompt_per_expression(
