@@ -177,7 +177,7 @@ class DenoiseLoop:
             except Exception as exc:
                 if not device_mod.is_out_of_memory(exc):
                     raise
-                error = exc
+                error = exc.with_traceback(None)  # its frames hold the failed call's tensors
             # Out of the except block: the failed call's tensors can go.
             if self.make_room is not None and self.make_room():
                 continue

@@ -224,9 +224,8 @@ class Engine:
         preset = self.presets.get(first.preset)
         try:
             with _explain_out_of_memory(first, self.placement, preset=preset):
-                loaded = self.models.prepare(
-                    preset, first.lora_scale, any(r.job.reference for r in group)
-                )
+                # (a job's IP-Adapter loads with its lane: a failed load fails that job only)
+                loaded = self.models.prepare(preset, first.lora_scale)
         except Exception as exc:
             for request in group:
                 request.on_done(JobResult(error=exc))

@@ -246,11 +246,14 @@ def test_a_missing_ip_adapter_fails_the_job_naming_the_preset_key(
 ) -> None:
     from sticker_maker.errors import ModelUnavailable
 
-    [result] = run(engine, request(job(registry, preset="broken", reference=ref()), CAT))
-    assert isinstance(result.error, ModelUnavailable)
-    assert "/no/such/IP-Adapter" in result.error.message and "ip_adapter" in result.error.message
-    # the base is fine: the same preset without a picture runs
-    assert run(engine, request(job(registry, preset="broken")))[0].error is None
+    broken, fine = run(
+        engine,
+        request(job(registry, preset="broken", reference=ref()), CAT),
+        request(job(registry, preset="broken")),  # same batch, no picture: it runs
+    )
+    assert isinstance(broken.error, ModelUnavailable)
+    assert "/no/such/IP-Adapter" in broken.error.message and "ip_adapter" in broken.error.message
+    assert fine.error is None and len(fine.images) == 1
 
 
 def test_a_pack_is_one_lane_of_one_seed_with_a_prompt_per_expression(
