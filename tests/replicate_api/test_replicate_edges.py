@@ -77,8 +77,8 @@ def test_every_preset_is_a_model_with_cog_schemas(app: App) -> None:
 
 def test_unknown_model_and_version_are_404_problems(app: App) -> None:
     with pytest.raises(ReplicateError) as err:
-        app.replicate.models.get("fofr/face-to-sticker")
-    assert err.value.status == 404 and "fofr/face-to-sticker not found" in (err.value.detail or "")
+        app.replicate.models.get("fofr/no-such-model")
+    assert err.value.status == 404 and "fofr/no-such-model not found" in (err.value.detail or "")
     with pytest.raises(ReplicateError) as err:
         app.replicate.predictions.create(version="0" * 64, input={"prompt": "x"})
     assert err.value.status == 404 and "version" in (err.value.detail or "")
