@@ -139,7 +139,11 @@ def choose(picture: Image.Image, kinds: Sequence[str], log: LogFn) -> tuple[int,
     """Which adapter and which part of the picture: the face, cropped, for "plus-face"
     (when the preset has it and a face is found), else the whole picture for "plus"."""
     if "plus-face" in kinds:
-        face = faces.detector().find(picture)
+        try:
+            face = faces.detector().find(picture)
+        except ModelUnavailable as exc:  # the operator did not install the detector
+            log(f"face detection unavailable ({exc.message}): treating the picture as no face")
+            face = None
         if face is not None:
             box = faces.crop_box(face, picture.size)
             log(

@@ -305,3 +305,22 @@ def test_a_big_pack_runs_in_unet_slices_when_a_call_runs_out_of_memory(
     assert calls[:3] == [10, 5, 2] and max(calls[3:]) <= 2
     assert small.unet_samples == {(str(registry.get("face").base), 64, 64): 2}
     assert np.abs(sliced - whole).max() <= 2
+
+
+def test_without_the_face_detector_the_whole_picture_is_used_and_logged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sticker_maker.engine import faces
+    from sticker_maker.engine import reference as reference_mod
+    from sticker_maker.errors import ModelUnavailable
+
+    def missing() -> Any:
+        raise ModelUnavailable("the face detector is not installed")
+
+    monkeypatch.setattr(faces, "detector", missing)
+    lines: list[str] = []
+    picture = Image.open(io.BytesIO(FACE))
+    adapter, part = reference_mod.choose(picture, ("plus", "plus-face"), lines.append)
+    assert adapter == 0 and part.size == picture.size
+    assert "face detection unavailable" in lines[0]
+    assert lines[-1] == "no face found in the picture: using the whole picture"
