@@ -52,6 +52,7 @@ from multiprocessing.synchronize import Event
 from typing import TYPE_CHECKING, Any
 
 from sticker_maker.errors import JobCanceled, StickerMakerError
+from sticker_maker.params import GENERATION_KINDS
 
 if TYPE_CHECKING:
     from sticker_maker.jobs import Job
@@ -192,7 +193,7 @@ def _run_one(
         loading = (predictor.engine.load_seconds if predictor.engine else 0.0) - before
         return max(0.0, time.perf_counter() - started - loading)
 
-    unready = setup_error if kind == "generate" else prepare_error
+    unready = setup_error if kind in GENERATION_KINDS else prepare_error
     if unready:  # a missing engine (no torch, say) fails generation, not upload jobs
         send(("error", unready, 0.0))
         return
@@ -274,7 +275,7 @@ def _run_batch(
         tasks = []
         for slot, job_id, kind, input_json, upload, *level in items:
             send = tagged(job_id)
-            if kind != "generate" or setup_error is not None:
+            if kind not in GENERATION_KINDS or setup_error is not None:
                 _run_one(
                     send,
                     predictor,

@@ -22,7 +22,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from sticker_maker.errors import ContentBlocked
 from sticker_maker.inputs import CutoutInput, SplitInput
-from sticker_maker.params import JobInput
+from sticker_maker.params import GENERATION_KINDS, JobInput
 from sticker_maker.presets import Preset, PresetRegistry, load_presets
 from sticker_maker.safety import ImageScreen, SafetySettings, checks_images
 from sticker_maker.worker import stickers as finishing_steps
@@ -361,7 +361,7 @@ class Predictor:
         """One job of any kind (``upload``: the uploaded file of a cutout/split job;
         ``safety``: the level it was admitted at, for the image check)."""
         log = log or (lambda _line: None)
-        if kind == "generate":
+        if kind in GENERATION_KINDS:
             return self.predict(
                 JobInput.model_validate_json(input_json),
                 on_progress=on_progress,

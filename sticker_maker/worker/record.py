@@ -146,8 +146,11 @@ class Recorder:
         progress: tuple[int, int] | None = None,
     ) -> None:
         outputs: list[OutputFile] = []
+        # a pack's sticker i is its expression i: tagged with its name and emoji
+        expressions = getattr(job.input, "expressions", ())
         try:
             for index, sticker in enumerate(stickers):
+                expression = expressions[index] if index < len(expressions) else None
                 for kind, data, width, height in sticker.files():
                     name = new_file_name(sticker.ext)
                     self.storage.put(name, data)
@@ -160,6 +163,8 @@ class Recorder:
                             width=width,
                             height=height,
                             content_type=content_type(name),
+                            expression=expression.name if expression else None,
+                            emoji=expression.emoji if expression else None,
                         )
                     )
         except Exception as exc:
