@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from accounts.helpers import Client
 from PIL import Image
 
-from accounts.helpers import Client
 from sticker_maker.api import create_app
 from sticker_maker.config import Settings
 from sticker_maker.presets import Preset

@@ -7,9 +7,9 @@ import io
 import json
 import zipfile
 
+from accounts.helpers import Client, bearer
 from PIL import Image
 
-from accounts.helpers import Client, bearer
 from sticker_maker.accounts import billing
 from sticker_maker.expressions import BUILT_IN, DEFAULT_EMOJI, MAX_PACK
 from sticker_maker.jobs import Job, OutputFile
@@ -40,7 +40,8 @@ def _which(image: Image.Image) -> int:
     """Which of COLOURS the middle of a (lossy) exported sticker is."""
     pixel = image.convert("RGBA").getpixel((image.width // 2, image.height // 2))
     return min(
-        range(len(COLOURS)), key=lambda i: sum(abs(a - b) for a, b in zip(pixel, COLOURS[i]))
+        range(len(COLOURS)),
+        key=lambda i: sum(abs(a - b) for a, b in zip(pixel[:3], COLOURS[i], strict=True)),
     )
 
 
@@ -63,7 +64,7 @@ def _finish(client: Client, job: Job) -> Job:
                     "image/png",
                     expression.name,
                     expression.emoji,
-                )  # fmt: skip
+                )
             )
     assert client.svc.jobs.complete(job, outputs, 2.0)
     return client.svc.jobs.get(job.id)
