@@ -30,6 +30,7 @@ from sticker_maker.sdk._models import (
     OutputFile,
     Progress,
 )
+from sticker_maker.sdk._packs import AsyncPacks, Packs
 
 __all__ = [
     "APIConnectionError",
@@ -40,6 +41,7 @@ __all__ = [
     "AsyncJob",
     "AsyncJobs",
     "AsyncOutputFile",
+    "AsyncPacks",
     "AuthenticationError",
     "Client",
     "ConflictError",
@@ -52,6 +54,7 @@ __all__ = [
     "Metrics",
     "NotFoundError",
     "OutputFile",
+    "Packs",
     "PermissionDeniedError",
     "Progress",
     "RateLimitError",

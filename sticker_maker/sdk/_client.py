@@ -27,6 +27,7 @@ from sticker_maker.sdk._errors import (
     error_for_status,
 )
 from sticker_maker.sdk._models import AsyncJob, Job, ProgressCallback
+from sticker_maker.sdk._packs import AsyncPacks, Packs, with_image
 
 ENV_URL = "STICKER_MAKER_URL"
 ENV_API_KEY = "STICKER_MAKER_API_KEY"
@@ -61,7 +62,7 @@ def _retry_after(headers: httpx.Headers) -> float | None:
 
 
 def _job_body(prompt: str, preset: str | None, params: dict[str, Any]) -> dict[str, Any]:
-    body = {"prompt": prompt, **{k: v for k, v in params.items() if v is not None}}
+    body = {"prompt": prompt, **{k: v for k, v in with_image(params).items() if v is not None}}
     if preset is not None:
         body["preset"] = preset
     return body
@@ -162,6 +163,7 @@ class Client(_Base):
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=timeout, transport=transport)
         self.jobs = Jobs(self)
+        self.packs = Packs(self)
 
     # -- the public calls -------------------------------------------------------
 
@@ -179,7 +181,9 @@ class Client(_Base):
         ``params`` are the native API's fields: ``negative_prompt``, ``width``,
         ``height``, ``steps``, ``guidance_scale``, ``scheduler``, ``seed``,
         ``samples``, ``lora_scale``, ``upscale``, ``upscale_steps`` (``None``
-        values are left out, i.e. the preset's default). Without ``on_progress``
+        values are left out, i.e. the preset's default); ``image`` (a path, bytes
+        or a URL: stickers of that picture's subject) with ``ip_adapter_weight``,
+        ``ip_adapter_noise``, ``strength``, ``prompt_strength``. Without ``on_progress``
         the service is asked to answer when the job is done (``Prefer: wait``),
         so a quick job costs one request.
 
@@ -313,6 +317,7 @@ class AsyncClient(_Base):
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=timeout, transport=transport)
         self.jobs = AsyncJobs(self)
+        self.packs = AsyncPacks(self)
 
     async def generate(
         self,

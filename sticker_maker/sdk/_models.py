@@ -46,6 +46,13 @@ class Metrics:
 # -- files ----------------------------------------------------------------------
 
 
+def _expression_part(data: dict[str, Any]) -> str:
+    expression = data.get("expression")
+    if not expression:
+        return ""
+    return "-" + (re.sub(r"[^a-z0-9]+", "-", str(expression).lower()).strip("-") or "x")
+
+
 @dataclass(eq=False)
 class _FileFields:
     url: str
@@ -57,6 +64,9 @@ class _FileFields:
     content_type: str = "image/png"
     #: the file name :meth:`save` uses inside a folder
     filename: str = ""
+    #: a pack's sticker: its expression and emoji (None otherwise)
+    expression: str | None = None
+    emoji: str | None = None
     _data: bytes | None = field(default=None, repr=False)
 
     @classmethod
@@ -71,7 +81,10 @@ class _FileFields:
             width=int(data.get("width", 0)),
             height=int(data.get("height", 0)),
             content_type=data.get("content_type", "image/png"),
-            filename=f"{stem}-{data.get('seed', 0)}{suffix}.{ext}",
+            # a pack's stickers share one seed: each is named by its expression too
+            filename=f"{stem}-{data.get('seed', 0)}{_expression_part(data)}{suffix}.{ext}",
+            expression=data.get("expression"),
+            emoji=data.get("emoji"),
         )
 
     def _target(self, path: str | Path, folder: bool = False) -> Path:
