@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import RunningServer, TinyModels, cli, write_presets
+from conftest import RunningServer, cli
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -126,19 +126,38 @@ def test_cli_refuses_bad_packs_and_pictures_naming_the_field(
     assert result.exit_code == 1 and "image: is not an image" in result.output
 
 
-def test_cli_pack_locally_exports_for_telegram(tiny_models: TinyModels, tmp_path: Path) -> None:
-    presets = write_presets(tmp_path / "presets.toml", tiny_models)
+@pytest.mark.usefixtures("ip_adapter_presets")
+def test_cli_pack_locally_exports_for_telegram(
+    tmp_path: Path, light_presets: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The local path's plumbing (the model run is the worker's, tested through the
+    server above): the job it runs, the files it writes, the export."""
+    from sticker_maker.cli import pack_cmds
+    from sticker_maker.worker.predictor import Sticker
+
+    ran = []
+
+    def run_local(job, kind, picture, presets_file):  # type: ignore[no-untyped-def]
+        ran.append((job, kind, picture))
+        return [Sticker(png(), png(), job.seed, 64, 64, 64, 64) for _ in job.expressions]
+
+    monkeypatch.setattr(pack_cmds, "run_local", run_local)
+    photo = tmp_path / "me.png"
+    photo.write_bytes(png())
     out = tmp_path / "local"
-    result = cli(
-        "pack", "a frog", "--expressions", "happy,cool", "--preset", "tiny", "--seed", "2",
-        "--export", "telegram", "--presets", str(presets), "-o", str(out), "--local",
-        home=tmp_path / "home",
-    )  # fmt: skip
+    args = ["pack", "a frog", "--expressions", "happy,cool", "--preset", "face-to-sticker"]
+    args += ["--seed", "2", "--image", str(photo), "--ip-adapter-weight", "0.4"]
+    args += ["--export", "telegram", "--presets", str(light_presets), "-o", str(out), "--local"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
     names = [Path(line).name for line in result.stdout.split()]
     assert names == [
         "a-frog-2-happy-sticker.png",
         "a-frog-2-cool-sticker.png",
         "a-frog-telegram.zip",
     ]
+    job, kind, picture = ran[0]
+    assert kind == "pack" and job.samples == 2 and job.seeds() == [2, 2]
+    assert job.reference.ip_adapter_weight == 0.4 and picture.startswith(b"\x89PNG")
     with zipfile.ZipFile(out / "a-frog-telegram.zip") as zf:
         assert zf.read("emojis.txt").decode().split("\n")[1].split()[1] == "😎"
