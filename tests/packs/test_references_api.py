@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import socket
+import time
 
 import pytest
 from accounts.helpers import Client, bearer
@@ -182,3 +183,21 @@ def test_a_pack_of_a_picture(client: Client) -> None:
         json={"character": "x", "image": "http://127.0.0.1:9/x.png", "count": 3},
     )
     assert refused.status_code == 400 and _fields(refused) == ["image"]  # sticker-maker: no IP-A
+
+
+@pytest.mark.usefixtures("ip_adapter_presets")
+def test_retention_deletes_the_picture_with_the_job(client: Client) -> None:
+    from sticker_maker.accounts.retention import sweep
+
+    key = client.new_key()
+    response = _job(client, key, image=_data_url(png()))
+    assert response.status_code == 201, response.text
+    job = client.svc.jobs.claim_next("test-worker")
+    assert job is not None and job.input.reference is not None  # type: ignore[union-attr]
+    name = job.input.reference.image  # type: ignore[union-attr]
+    assert client.svc.jobs.fail(job, "not this test's", 0.5)
+    assert client.svc.storage.get(name)
+    retention = client.svc.settings.retention_seconds
+    sweep(client.svc.db, client.svc.storage, retention, now=time.time() + retention + 60)
+    with pytest.raises(FileNotFoundError):
+        client.svc.storage.get(name)
