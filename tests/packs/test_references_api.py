@@ -13,7 +13,7 @@ import time
 import pytest
 from accounts.helpers import Client, bearer
 
-from sticker_maker.bounds import MIN_UPLOAD_SIDE
+from sticker_maker.bounds import MAX_IMAGE_SIDE, MIN_UPLOAD_SIDE
 from tests.packs.conftest import png
 
 
@@ -90,7 +90,8 @@ def test_bad_reference_pictures_are_refused_naming_image(client: Client) -> None
     before = _stored(client)
     cases = [
         _data_url(b"this is not an image at all", "text/plain"),
-        _data_url(png((MIN_UPLOAD_SIDE - 1, 64))),
+        _data_url(png((MIN_UPLOAD_SIDE - 1, 64))),  # too small
+        _data_url(png((MAX_IMAGE_SIDE + 8, 16))),  # too large
         _data_url(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40),
         "ftp://example.com/me.png",
         "me.png",
