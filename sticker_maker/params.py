@@ -23,9 +23,6 @@ MAX_PROMPT = 2000
 MAX_SIDE = 2048
 MIN_SIDE = 64
 
-#: job kinds whose input is a :class:`JobInput` (run by the engine): a pack is one too
-GENERATION_KINDS = ("generate", "pack")
-
 Side = Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)]
 #: how output files are encoded (``jpg`` has no transparency: stickers go on white)
 OutputFormat = Literal["png", "webp", "jpg"]

@@ -34,8 +34,9 @@ from sticker_maker.params import JobInput, Reference
 from sticker_maker.presets import Preset
 from sticker_maker.storage import new_file_name
 
-#: IP-Adapter scale when a native request gives an image but no ``ip_adapter_weight``
-DEFAULT_IP_ADAPTER_WEIGHT = 0.6
+#: IP-Adapter scale when a request gives an image but no ``ip_adapter_weight`` and the
+#: preset names no default of its own (``Preset.ip_adapter_weight``)
+DEFAULT_IP_ADAPTER_WEIGHT = 0.5
 #: the longest image text accepted (a data: URL of an image that fits the JSON body cap)
 MAX_IMAGE_TEXT = 12 * 1024 * 1024
 
@@ -55,14 +56,14 @@ class ReferenceFields(BaseModel):
         ge=0.0,
         le=1.0,
         description="how much the picture steers the stickers (IP-Adapter scale); "
-        f"default {DEFAULT_IP_ADAPTER_WEIGHT} (needs image)",
+        "default: the preset's (needs image)",
     )
     ip_adapter_noise: float | None = Field(
         default=None,
         ge=0.0,
         le=1.0,
-        description="noise mixed into the picture's embedding: looser likeness; default 0 "
-        "(needs image)",
+        description="noise mixed into the picture's embedding: looser likeness; default: "
+        "the preset's (needs image)",
     )
     strength: float | None = Field(
         default=None,
@@ -127,8 +128,6 @@ async def read_reference(
     svc: Services,
     *,
     prefix: str = "",
-    default_weight: float = DEFAULT_IP_ADAPTER_WEIGHT,
-    default_noise: float = 0.0,
 ) -> PendingReference | None:
     """The checked picture of ``fields.image`` (None without one), or InvalidInput.
 
@@ -146,12 +145,23 @@ async def read_reference(
     if problem := reference_problem(preset):
         raise InvalidInput(problem, f"{prefix}image")
     upload = await image_input(fields.image, f"{prefix}image", key, svc, base_url(request, svc))
+    weight, noise = preset_defaults(preset)
     return PendingReference(
         upload,
         new_file_name(upload.extension),
-        default_weight if fields.ip_adapter_weight is None else fields.ip_adapter_weight,
-        default_noise if fields.ip_adapter_noise is None else fields.ip_adapter_noise,
+        weight if fields.ip_adapter_weight is None else fields.ip_adapter_weight,
+        noise if fields.ip_adapter_noise is None else fields.ip_adapter_noise,
         fields.strength,
+    )
+
+
+def preset_defaults(preset: Preset) -> tuple[float, float]:
+    """The preset's default IP-Adapter weight and noise (its own, else 0.5 and 0)."""
+    weight = getattr(preset, "ip_adapter_weight", None)
+    noise = getattr(preset, "ip_adapter_noise", None)
+    return (
+        DEFAULT_IP_ADAPTER_WEIGHT if weight is None else float(weight),
+        0.0 if noise is None else float(noise),
     )
 
 

@@ -39,14 +39,16 @@ WeightOpt = Annotated[
     float | None,
     typer.Option(
         "--ip-adapter-weight",
-        help="How much the picture steers the stickers, 0-1 (default 0.6).",
+        help="How much the picture steers the stickers, 0-1 (default: the preset's).",
         show_default=False,
     ),
 ]
 NoiseOpt = Annotated[
     float | None,
     typer.Option(
-        "--ip-adapter-noise", help="Looser likeness, 0-1 (default 0).", show_default=False
+        "--ip-adapter-noise",
+        help="Looser likeness, 0-1 (default: the preset's).",
+        show_default=False,
     ),
 ]
 StrengthOpt = Annotated[
@@ -79,7 +81,7 @@ def attach_reference(
 
     Raises StickerMakerError naming the option's field, as the API would.
     """
-    from sticker_maker.api.references import DEFAULT_IP_ADAPTER_WEIGHT, reference_problem
+    from sticker_maker.api.references import preset_defaults, reference_problem
     from sticker_maker.api.uploads import check_image
     from sticker_maker.errors import InvalidInput
     from sticker_maker.params import Reference
@@ -91,14 +93,16 @@ def attach_reference(
             if name in params:
                 raise InvalidInput("applies only to stickers of a picture: give --image", name)
         return job, None
-    if problem := reference_problem(registry.get(job.preset)):
+    preset = registry.get(job.preset)
+    if problem := reference_problem(preset):
         raise InvalidInput(problem, "image")
     upload = check_image(Path(image).read_bytes(), "image")
+    weight, noise = preset_defaults(preset)
     try:
         reference = Reference(
             image=new_file_name("png"),
-            ip_adapter_weight=params.get("ip_adapter_weight", DEFAULT_IP_ADAPTER_WEIGHT),
-            ip_adapter_noise=params.get("ip_adapter_noise", 0.0),
+            ip_adapter_weight=params.get("ip_adapter_weight", weight),
+            ip_adapter_noise=params.get("ip_adapter_noise", noise),
             strength=params.get("strength"),
         )
     except ValueError as exc:

@@ -6,8 +6,9 @@ pipe close (or kills this process) and fails the job.
 Messages, parent → child::
 
     ("predict", job_id, kind, input_json, upload, safety)
-                                       upload: the uploaded file's bytes (cutout, split)
-                                       or None (generate); safety: the job's content
+                                       upload: the uploaded file's bytes (cutout, split;
+                                       generate and pack: the reference picture) or
+                                       None; safety: the job's content
                                        safety level (None: check images if configured)
     ("batch", seq, [(slot, job_id, kind, input_json, upload, safety), ...])
     ("join", seq, [(slot, job_id, kind, input_json, upload, safety), ...])
@@ -52,7 +53,9 @@ from multiprocessing.synchronize import Event
 from typing import TYPE_CHECKING, Any
 
 from sticker_maker.errors import JobCanceled, StickerMakerError
-from sticker_maker.params import GENERATION_KINDS
+
+#: job kinds the engine denoises (batched together): a pack is a generation job too
+GENERATION_KINDS = ("generate", "pack")
 
 if TYPE_CHECKING:
     from sticker_maker.jobs import Job

@@ -22,7 +22,7 @@ from PIL.PngImagePlugin import PngInfo
 
 from sticker_maker.errors import ContentBlocked
 from sticker_maker.inputs import CutoutInput, SplitInput
-from sticker_maker.params import GENERATION_KINDS, JobInput
+from sticker_maker.params import JobInput
 from sticker_maker.presets import Preset, PresetRegistry, load_presets
 from sticker_maker.safety import ImageScreen, SafetySettings, checks_images
 from sticker_maker.worker import stickers as finishing_steps
@@ -358,10 +358,11 @@ class Predictor:
         log: LogFn | None = None,
         safety: str | None = None,
     ) -> list[Sticker]:
-        """One job of any kind (``upload``: the uploaded file of a cutout/split job;
+        """One job of any kind (``upload``: the uploaded file of a cutout/split job, the
+        reference picture of a generation or pack job;
         ``safety``: the level it was admitted at, for the image check)."""
         log = log or (lambda _line: None)
-        if kind in GENERATION_KINDS:
+        if kind in ("generate", "pack"):
             return self.predict(
                 JobInput.model_validate_json(input_json),
                 on_progress=on_progress,

@@ -146,10 +146,10 @@ class Recorder:
         progress: tuple[int, int] | None = None,
     ) -> None:
         outputs: list[OutputFile] = []
-        # a pack's sticker i is its expression i: tagged with its name and emoji
         expressions = getattr(job.input, "expressions", ())
         try:
             for index, sticker in enumerate(stickers):
+                # a pack's sticker is tagged with its expression and emoji
                 expression = expressions[index] if index < len(expressions) else None
                 for kind, data, width, height in sticker.files():
                     name = new_file_name(sticker.ext)

@@ -1,9 +1,9 @@
-"""Reference pictures end to end, through every interface, on a real server whose
-``face-to-sticker`` preset has a tiny IP-Adapter.
+"""Reference pictures end to end, through every interface, on the shared real server
+whose ``face-to-sticker`` preset has the tiny IP-Adapter.
 
-ENABLE AFTER THE ENGINE MERGE (issue-15-engine): these tests skip until
-``tests/tiny_models.py`` has the engine's tiny IP-Adapter builder. The lead adjusts
-``_ip_adapter_preset`` to the preset keys the engine reads, if they differ.
+ENABLE AFTER THE ENGINE MERGE (issue-15-engine): these tests skip until the session's
+``tiny_models`` carry the engine's tiny IP-Adapter (``TinyModels.ip_adapter``, which
+``write_presets`` gives ``sticker-maker`` and ``face-to-sticker``).
 """
 
 from __future__ import annotations
@@ -11,62 +11,29 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import replicate
-from conftest import (
-    RunningServer,
-    SharedServer,
-    TinyModels,
-    cli,
-    start_server,
-    stop_server,
-    write_presets,
-)
+from conftest import RunningServer, TinyModels, cli
 
 import sticker_maker as sm
 from tests.packs.conftest import png
 
 pytestmark = pytest.mark.slow
 
-tiny = pytest.importorskip("tiny_models")
-BUILDER = getattr(tiny, "build_tiny_ip_adapter", None)
-if BUILDER is None:  # pragma: no cover - until the engine's tiny IP-Adapter lands
+if "ip_adapter" not in TinyModels.__dataclass_fields__:  # checked before any fixture runs
     pytest.skip(
-        "needs the engine's tiny IP-Adapter (tests/tiny_models.build_tiny_ip_adapter, "
-        "issue-15-engine): enable after the merge",
+        "needs the engine's tiny IP-Adapter (TinyModels.ip_adapter, issue-15-engine): "
+        "enable after the merge",
         allow_module_level=True,
     )
 
 
-def _ip_adapter_preset(models: TinyModels, adapter: Any) -> str:
-    """The face-to-sticker preset on the tiny model with the tiny IP-Adapter."""
-    return f"""
-[presets.face-to-sticker]
-base = "{models.sticker_sdxl}"
-ip_adapter = "{adapter}"
-steps = 4
-width = 64
-height = 64
-"""
-
-
 @pytest.fixture(scope="module")
-def ref_server(
-    tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    root = tmp_path_factory.mktemp("ref-server")
-    adapter = BUILDER(tiny_models.sticker_sdxl, root / "ip-adapter")  # type: ignore[misc]
-    presets = write_presets(
-        root / "presets.toml", tiny_models, _ip_adapter_preset(tiny_models, adapter)
-    )
-    started = start_server(root / "home", presets, "--sync-timeout", "300")
-    running = SharedServer(started.url, started.home, started.process, started.log)
-    yield running
-    stop_server(running)
+def ref_server(shared_server: RunningServer, tiny_models: TinyModels) -> RunningServer:
+    assert tiny_models.ip_adapter is not None  # type: ignore[attr-defined]
+    return shared_server
 
 
 @pytest.fixture(scope="module")

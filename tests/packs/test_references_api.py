@@ -13,6 +13,7 @@ import time
 import pytest
 from accounts.helpers import Client, bearer
 
+from sticker_maker.api.references import preset_defaults
 from sticker_maker.bounds import MAX_IMAGE_SIDE, MIN_UPLOAD_SIDE
 from tests.packs.conftest import png
 
@@ -77,7 +78,10 @@ def test_an_upload_and_an_output_url_are_references_too(client: Client) -> None:
     assert uploaded.status_code == 201, uploaded.text
     response = _job(client, key, image=uploaded.json()["urls"]["get"])
     assert response.status_code == 201, response.text
-    assert response.json()["input"]["reference"]["ip_adapter_weight"] == 0.6  # the default
+    preset = client.svc.presets.get("face-to-sticker")
+    weight, noise = preset_defaults(preset)  # the preset's own (0.2 and 0.5 after #15's engine)
+    assert response.json()["input"]["reference"]["ip_adapter_weight"] == weight
+    assert response.json()["input"]["reference"]["ip_adapter_noise"] == noise
 
     other = client.new_key()
     refused = _job(client, other, image=uploaded.json()["urls"]["get"])
@@ -127,6 +131,7 @@ def test_a_private_address_is_refused_and_never_connected_to(client: Client) -> 
             listener.accept()  # nobody connected
 
 
+@pytest.mark.usefixtures("ip_adapter_presets")
 def test_presets_without_an_ip_adapter_refuse_a_picture_before_reading_it(
     client: Client,
 ) -> None:

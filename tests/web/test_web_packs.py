@@ -83,6 +83,7 @@ def test_a_blank_expression_and_a_photo_the_style_cannot_use_are_named(
 
     # stickers of a photo, with a style that has no IP-Adapter: the photo field is named
     page.click("#tab-generate")
+    page.select_option("#preset", "tiny")  # a style without an IP-Adapter
     page.fill("#prompt", "me as a sticker")
     page.click("#reference summary")
     page.set_input_files("#reference-file", str(_png_file(tmp_path)))
