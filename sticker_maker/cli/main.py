@@ -16,16 +16,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from sticker_maker.cli import pack_cmds
 from sticker_maker.cli.finishing_cmds import Holes
-from sticker_maker.cli.pack_cmds import (
-    ImageOpt,
-    NoiseOpt,
-    StrengthOpt,
-    WeightOpt,
-    attach_reference,
-    reference_params,
-    run_local,
-)
+from sticker_maker.cli.pack_cmds import ImageOpt, NoiseOpt, StrengthOpt, WeightOpt
 
 app = typer.Typer(
     name="sticker-maker",
@@ -430,7 +423,7 @@ def generate(
     raw.update({k: v for k, v in optional.items() if v is not None})
     if holes is not Holes.auto:  # the bare cut-out on the image's canvas, holes as asked
         raw["finishing"] = {"border": 0, "trim": False, "holes": holes.value}
-    reference = reference_params(image, ip_adapter_weight, ip_adapter_noise, strength)
+    reference = pack_cmds.reference_params(image, ip_adapter_weight, ip_adapter_noise, strength)
     if server and not local:
         from sticker_maker.cli.client_cmds import generate_remote
 
@@ -446,8 +439,8 @@ def generate(
         registry = load_presets(presets)
         job = resolve(parse_request(raw), registry)
         if reference:  # stickers of a picture: checked and attached as the API does
-            job, picture = attach_reference(job, reference, registry)
-            stickers = run_local(job, "generate", picture, presets)
+            job, picture = pack_cmds.attach_reference(job, reference, registry)
+            stickers = pack_cmds.run_local(job, "generate", picture, presets)
         else:
             stickers = _run_locally(job, presets)
     except StickerMakerError as exc:
@@ -488,7 +481,7 @@ def _run_locally(job, presets_file: Path | None):  # type: ignore[no-untyped-def
 
 
 def _register_extras() -> None:
-    from sticker_maker.cli import client_cmds, keys_cmds, ops_cmds, pack_cmds
+    from sticker_maker.cli import client_cmds, keys_cmds, ops_cmds
 
     keys_cmds.register(app)
     client_cmds.register(app)
