@@ -30,7 +30,6 @@ from sticker_maker.sdk._models import (
     OutputFile,
     Progress,
 )
-from sticker_maker.sdk._packs import AsyncPacks, Packs
 
 __all__ = [
     "APIConnectionError",
@@ -41,7 +40,6 @@ __all__ = [
     "AsyncJob",
     "AsyncJobs",
     "AsyncOutputFile",
-    "AsyncPacks",
     "AuthenticationError",
     "Client",
     "ConflictError",
@@ -54,7 +52,6 @@ __all__ = [
     "Metrics",
     "NotFoundError",
     "OutputFile",
-    "Packs",
     "PermissionDeniedError",
     "Progress",
     "RateLimitError",

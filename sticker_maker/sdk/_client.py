@@ -27,7 +27,6 @@ from sticker_maker.sdk._errors import (
     error_for_status,
 )
 from sticker_maker.sdk._models import AsyncJob, Job, ProgressCallback
-from sticker_maker.sdk._packs import AsyncPacks, Packs, with_image
 
 ENV_URL = "STICKER_MAKER_URL"
 ENV_API_KEY = "STICKER_MAKER_API_KEY"
@@ -62,6 +61,8 @@ def _retry_after(headers: httpx.Headers) -> float | None:
 
 
 def _job_body(prompt: str, preset: str | None, params: dict[str, Any]) -> dict[str, Any]:
+    from sticker_maker.sdk._packs import with_image  # image=: a path, bytes or a URL
+
     body = {"prompt": prompt, **{k: v for k, v in with_image(params).items() if v is not None}}
     if preset is not None:
         body["preset"] = preset
@@ -162,8 +163,10 @@ class Client(_Base):
         super().__init__(base_url, api_key, timeout, max_retries, headers)
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=timeout, transport=transport)
+        from sticker_maker.sdk._packs import Packs
+
+        self.packs = Packs(self)  # create, make, export packs
         self.jobs = Jobs(self)
-        self.packs = Packs(self)
 
     # -- the public calls -------------------------------------------------------
 
@@ -316,8 +319,10 @@ class AsyncClient(_Base):
         super().__init__(base_url, api_key, timeout, max_retries, headers)
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=timeout, transport=transport)
+        from sticker_maker.sdk._packs import AsyncPacks
+
+        self.packs = AsyncPacks(self)  # create, make, export packs
         self.jobs = AsyncJobs(self)
-        self.packs = AsyncPacks(self)
 
     async def generate(
         self,

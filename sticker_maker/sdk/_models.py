@@ -46,11 +46,16 @@ class Metrics:
 # -- files ----------------------------------------------------------------------
 
 
-def _expression_part(data: dict[str, Any]) -> str:
-    expression = data.get("expression")
-    if not expression:
-        return ""
-    return "-" + (re.sub(r"[^a-z0-9]+", "-", str(expression).lower()).strip("-") or "x")
+def _tag_expression(out: Any, data: dict[str, Any]) -> None:
+    """A pack's sticker: its expression and emoji, and its expression in its file name
+    (a pack's stickers share one seed)."""
+    out.expression, out.emoji = data.get("expression"), data.get("emoji")
+    if out.expression:
+        part = re.sub(r"[^a-z0-9]+", "-", str(out.expression).lower()).strip("-") or "x"
+        stem, dot, ext = out.filename.rpartition(".")
+        sticker = stem.endswith("-sticker")
+        base = stem.removesuffix("-sticker")
+        out.filename = f"{base}-{part}{'-sticker' if sticker else ''}{dot}{ext}"
 
 
 @dataclass(eq=False)
@@ -64,10 +69,10 @@ class _FileFields:
     content_type: str = "image/png"
     #: the file name :meth:`save` uses inside a folder
     filename: str = ""
+    _data: bytes | None = field(default=None, repr=False)
     #: a pack's sticker: its expression and emoji (None otherwise)
     expression: str | None = None
     emoji: str | None = None
-    _data: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def _parse(cls, data: dict[str, Any], stem: str) -> Any:
@@ -81,10 +86,7 @@ class _FileFields:
             width=int(data.get("width", 0)),
             height=int(data.get("height", 0)),
             content_type=data.get("content_type", "image/png"),
-            # a pack's stickers share one seed: each is named by its expression too
-            filename=f"{stem}-{data.get('seed', 0)}{_expression_part(data)}{suffix}.{ext}",
-            expression=data.get("expression"),
-            emoji=data.get("emoji"),
+            filename=f"{stem}-{data.get('seed', 0)}{suffix}.{ext}",
         )
 
     def _target(self, path: str | Path, folder: bool = False) -> Path:
@@ -211,6 +213,7 @@ class _JobFields:
         for item in data.get("output") or []:
             out = self._file_class._parse(item, stem)
             out._client = self._client  # type: ignore[attr-defined]
+            _tag_expression(out, item)
             self.output.append(out)
         self.error = data.get("error")
         self.error_code = data.get("error_code")

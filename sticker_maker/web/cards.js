@@ -115,9 +115,8 @@ function renderCard(job, output, actions) {
   const describedBy = `card-${job.id}-${output.n}`;
   const img = card.querySelector("img");
   img.src = output.url;
-  img.alt = output.expression
-    ? `Sticker of ${job.input.prompt}: ${output.expression}`
-    : job.kind === "generate"
+  img.alt =
+    job.kind === "generate"
       ? `Sticker of ${job.input.prompt} (seed ${output.seed})`
       : `Sticker ${output.index + 1} from your picture`;
   img.width = output.width;
@@ -132,6 +131,7 @@ function renderCard(job, output, actions) {
   } else if (output.expression) {
     seed.textContent = `${output.emoji} ${output.expression}`;  // a pack's sticker
     seed.disabled = true;
+    img.alt = `Sticker of ${job.input.prompt}: ${output.expression}`;
   } else {
     seed.textContent = job.kind === "split" ? `Sticker ${output.index + 1}` : "Cut-out";
     seed.disabled = true;
