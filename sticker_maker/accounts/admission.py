@@ -46,7 +46,9 @@ class Admission:
         """What the prompt touches (no lock held); None for upload jobs (no prompt)."""
         if not isinstance(job_input, JobInput):
             return None
-        return self.prompts.findings(job_input.prompt)
+        # a pack's expressions are prompt words too (custom ones are the user's text)
+        words = [job_input.prompt, *(e.prompt for e in job_input.expressions)]
+        return self.prompts.findings(", ".join(words))
 
     def __call__(
         self,

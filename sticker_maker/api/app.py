@@ -20,6 +20,7 @@ from sticker_maker.api import (
     health,
     metrics,
     native,
+    packs,
     replicate,
     replicate_files,
     seed_compat,
@@ -126,6 +127,7 @@ def create_app(
     app.include_router(admin.router)
     app.include_router(seed_compat.router)
     app.include_router(finishing.router)
+    app.include_router(packs.router)
     app.include_router(files.router)
     app.include_router(metrics.router)
     app.include_router(health.router)  # /health (process up), /ready (database, storage)

@@ -44,6 +44,8 @@ NATIVE_PREFIXES = (
     "/v1/cutouts",
     "/v1/splits",
     "/v1/exports",
+    "/v1/packs",
+    "/v1/expressions",
 )
 
 #: the Replicate-compatible API's paths (never a Segmind model name)

@@ -11,6 +11,13 @@ from starlette.concurrency import run_in_threadpool
 
 from sticker_maker.accounts import ApiKey, idempotency, webhooks
 from sticker_maker.api.auth import current_key, read
+from sticker_maker.api.references import (
+    PendingReference,
+    ReferenceFields,
+    guidance,
+    read_reference,
+)
+from sticker_maker.api.references import submit as submit_job
 from sticker_maker.api.render import base_url, native_job
 from sticker_maker.api.services import Services, services
 from sticker_maker.errors import InvalidInput
@@ -47,8 +54,9 @@ def _envelope(request: Request, svc: Services, job: Job) -> dict[str, Any]:
     return native_job(request, svc, job, position=position)
 
 
-class JobRequest(GenerationRequest):
-    """A native submit: generation parameters plus an optional webhook."""
+class JobRequest(GenerationRequest, ReferenceFields):
+    """A native submit: generation parameters, an optional reference picture (stickers
+    of its subject) and an optional webhook."""
 
     webhook: str | None = Field(
         default=None,
@@ -88,7 +96,11 @@ async def create_job(
     settled to the measured GPU time when the job ends; failed or canceled jobs cost nothing.
     """
     wait = prefer_wait(prefer)
-    submitted = await run_in_threadpool(_submit, body, request, key, svc, idempotency_key)
+    if body.prompt_strength is not None:  # face-to-sticker's name for the CFG scale
+        cfg = guidance(body.prompt_strength, body.guidance_scale)
+        body = body.model_copy(update={"guidance_scale": cfg, "prompt_strength": None})
+    pending = await read_reference(body, body.preset, request, key, svc)
+    submitted = await run_in_threadpool(_submit, body, request, key, svc, idempotency_key, pending)
     if isinstance(submitted, JSONResponse) or not wait:
         return submitted  # an idempotent replay answers as the first request did
     job = await request.app.state.waiter.wait(
@@ -104,6 +116,7 @@ def _submit(
     key: ApiKey,
     svc: Services,
     idempotency_key: str | None,
+    pending: PendingReference | None = None,
 ) -> dict[str, Any] | JSONResponse:
     """Queue the job (blocking database work): its envelope, or the replay of a first answer."""
     hook = None
@@ -116,7 +129,8 @@ def _submit(
         )
     job_input = resolve(body, svc.presets)
     if idempotency_key is None:
-        return _envelope(request, svc, svc.jobs.submit(key.id, job_input, webhook=hook))
+        job = submit_job(svc, key.id, job_input, pending, webhook=hook)
+        return _envelope(request, svc, job)
 
     digest = idempotency.request_hash(body.model_dump(mode="json"))
     replay = svc.idempotency.begin(key.id, idempotency_key, digest)
@@ -127,9 +141,11 @@ def _submit(
             content, status = _envelope(request, svc, svc.jobs.get(replay.job_id, key.id)), 201
         return JSONResponse(content, status_code=status, headers={"Idempotent-Replayed": "true"})
     try:
-        job = svc.jobs.submit(
+        job = submit_job(
+            svc,
             key.id,
             job_input,
+            pending,
             webhook=hook,
             on_created=lambda conn, job_id: svc.idempotency.bind_job(
                 conn, key.id, idempotency_key, job_id

@@ -70,6 +70,8 @@ def job_body(job: Job, root: str, *, position: int | None = None) -> dict:
         out.pop("file")
     if "image" in body["input"] and job.input_files:  # an upload: its URL, not its name
         body["input"]["image"] = f"{root}/files/{body['input']['image']}"
+    if reference := body["input"].get("reference"):  # a reference picture: its URL too
+        reference["image"] = f"{root}/files/{reference['image']}"
     if position is not None:
         body["queue_position"] = position
     return body

@@ -37,9 +37,12 @@ from sqlalchemy import and_, or_, select, update
 from starlette.concurrency import run_in_threadpool
 
 from sticker_maker.accounts import ApiKey, webhooks
+from sticker_maker.api import face_to_sticker
 from sticker_maker.api.auth import current_key, read
 from sticker_maker.api.events import HEADERS, first_and_rest, sse, watch
 from sticker_maker.api.native import prefer_wait
+from sticker_maker.api.references import PendingReference, ReferenceFields, read_reference
+from sticker_maker.api.references import submit as submit_job
 from sticker_maker.api.render import base_url
 from sticker_maker.api.replicate_models import (
     COG_VERSION,
@@ -165,7 +168,10 @@ async def _create(
 ) -> Any:
     arrived = time.monotonic()
     wait = prefer_wait(prefer)
-    job, asked = await run_in_threadpool(_submit, version, body, request, key, svc)
+    pending = None
+    if version.kind == "face":  # fofr/face-to-sticker: read and check the picture first
+        pending = await face_reference(version, body.input, request, key, svc)
+    job, asked = await run_in_threadpool(_submit, version, body, request, key, svc, pending)
     root = base_url(request, svc)
     if wait:
         # the client reads for wait + 0.5 s: answer by then, counting from the arrival
@@ -186,18 +192,43 @@ def arrival_margin(arrived: float, wait: int) -> float:
 
 
 def _submit(
-    version: Version, body: PredictionBody, request: Request, key: ApiKey, svc: Services
+    version: Version,
+    body: PredictionBody,
+    request: Request,
+    key: ApiKey,
+    svc: Services,
+    pending: PendingReference | None = None,
 ) -> tuple[Job, Asked]:
     job_input = version.job_input(body.input, svc.presets)
-    hook = _webhook(body, base_url(request, svc), svc)
-    asked = version.asked(body.input)
+    root = base_url(request, svc)
+    hook = _webhook(body, root, svc)
+    shown = body.input
+    if pending is not None:
+        shown = face_to_sticker.shown_input(body.input, f"{root}/files/{pending.name}")
+    asked = version.asked(shown)
     stored = asked.dump()
 
     def remember(conn: Any, job_id: str) -> None:
         conn.execute(update(jobs).where(jobs.c.id == job_id).values(api=stored))
 
-    job = svc.jobs.submit(key.id, job_input, webhook=hook, on_created=remember)
+    job = submit_job(svc, key.id, job_input, pending, webhook=hook, on_created=remember)
     return job, asked
+
+
+async def face_reference(
+    version: Version, raw: Any, request: Request, key: ApiKey, svc: Services
+) -> PendingReference:
+    """fofr/face-to-sticker's ``image``, read and checked (InvalidInput naming
+    ``input.<field>``: 422 here), with its IP-Adapter weight and noise."""
+    inputs = face_to_sticker.parse(raw)
+    fields = ReferenceFields(
+        image=inputs.image,
+        ip_adapter_weight=inputs.ip_adapter_weight,
+        ip_adapter_noise=inputs.ip_adapter_noise,
+    )
+    pending = await read_reference(fields, version.preset, request, key, svc, prefix="input.")
+    assert pending is not None  # image is required
+    return pending
 
 
 def _webhook(body: PredictionBody, root: str, svc: Services) -> str | None:

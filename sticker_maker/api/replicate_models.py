@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sticker_maker.api import face_to_sticker as face
 from sticker_maker.api.render import iso
 from sticker_maker.errors import FieldError, InvalidInput, NotFound
 from sticker_maker.jobs import Job, JobStatus
@@ -116,7 +117,7 @@ class Version:
     id: str
     model: str
     preset: str
-    kind: Literal["v1", "v2", "preset"]
+    kind: Literal["v1", "v2", "preset", "face"]
     created_at: str
 
     def openapi_schema(self, preset: Preset) -> dict[str, Any]:
@@ -127,6 +128,8 @@ class Version:
             return V1Input.model_json_schema()
         if self.kind == "v2":
             return V2Input.model_json_schema()
+        if self.kind == "face":
+            return face.FaceInput.model_json_schema()
         schema = GenerationRequest.model_json_schema()
         props = {k: v for k, v in schema["properties"].items() if k not in _NATIVE_HIDDEN}
         for name, value in _preset_defaults(preset).items():  # None means the preset's
@@ -143,6 +146,8 @@ class Version:
         """The resolved job for ``raw`` inputs; InvalidInput naming ``input.<field>``."""
         if not isinstance(raw, dict):
             raise InvalidInput("must be a JSON object of the model's inputs", "input")
+        if self.kind == "face":  # the caller attaches the stored picture
+            return face.job_input(raw, self.preset, presets)
         if self.kind == "preset":
             request = _validate(GenerationRequest, {**raw, "preset": self.preset})
             return resolve(request, presets)  # type: ignore[arg-type]
@@ -289,6 +294,8 @@ def cog_schema(inputs: dict[str, Any]) -> dict[str, Any]:
 def model_names(preset: Preset) -> list[str]:
     """``owner/name`` of each alias that has that shape, else ``sticker-maker/<preset>``."""
     names = [a for a in preset.aliases if _is_model_name(a)]
+    if face.is_face_model(preset) and face.FACE_TO_STICKER not in {n.lower() for n in names}:
+        names.append(face.FACE_TO_STICKER)
     return names or [f"sticker-maker/{preset.name}"]
 
 
@@ -319,6 +326,11 @@ class Catalogue:
                             Version(v, name, preset.name, "v1", "2024-02-21T11:14:48.313Z")
                             for v in V1_IDS
                         ),
+                    ]
+                elif name.lower() == face.FACE_TO_STICKER:
+                    versions = [
+                        Version(v, name, preset.name, "face", face.CREATED_AT)
+                        for v in face.VERSION_IDS
                     ]
                 else:
                     created = "2025-01-01T00:00:00.000Z"

@@ -16,7 +16,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from sticker_maker.cli import pack_cmds
 from sticker_maker.cli.finishing_cmds import Holes
+from sticker_maker.cli.pack_cmds import ImageOpt, NoiseOpt, StrengthOpt, WeightOpt
 
 app = typer.Typer(
     name="sticker-maker",
@@ -391,6 +393,10 @@ def generate(
     local: Annotated[
         bool, typer.Option("--local", help="Run locally even if $STICKER_MAKER_URL is set.")
     ] = False,
+    image: ImageOpt = None,
+    ip_adapter_weight: WeightOpt = None,
+    ip_adapter_noise: NoiseOpt = None,
+    strength: StrengthOpt = None,
 ) -> None:
     """Make stickers: on this machine (no server needed), or on a service with --server.
 
@@ -417,11 +423,12 @@ def generate(
     raw.update({k: v for k, v in optional.items() if v is not None})
     if holes is not Holes.auto:  # the bare cut-out on the image's canvas, holes as asked
         raw["finishing"] = {"border": 0, "trim": False, "holes": holes.value}
+    reference = pack_cmds.reference_params(image, ip_adapter_weight, ip_adapter_noise, strength)
     if server and not local:
         from sticker_maker.cli.client_cmds import generate_remote
 
         params = {k: v for k, v in raw.items() if k not in ("prompt", "preset")}
-        generate_remote(server, api_key, output, prompt, preset, params)
+        generate_remote(server, api_key, output, prompt, preset, {**params, **reference})
         return
 
     from sticker_maker.errors import StickerMakerError
@@ -431,7 +438,11 @@ def generate(
     try:
         registry = load_presets(presets)
         job = resolve(parse_request(raw), registry)
-        stickers = _run_locally(job, presets)
+        if reference:  # stickers of a picture: checked and attached as the API does
+            job, picture = pack_cmds.attach_reference(job, reference, registry)
+            stickers = pack_cmds.run_local(job, "generate", picture, presets)
+        else:
+            stickers = _run_locally(job, presets)
     except StickerMakerError as exc:
         raise fail(exc.message) from None
     output.mkdir(parents=True, exist_ok=True)
@@ -474,6 +485,7 @@ def _register_extras() -> None:
 
     keys_cmds.register(app)
     client_cmds.register(app)
+    pack_cmds.register(app)
     ops_cmds.register(app)
     try:
         from sticker_maker.cli import finishing_cmds

@@ -61,7 +61,9 @@ def _retry_after(headers: httpx.Headers) -> float | None:
 
 
 def _job_body(prompt: str, preset: str | None, params: dict[str, Any]) -> dict[str, Any]:
-    body = {"prompt": prompt, **{k: v for k, v in params.items() if v is not None}}
+    from sticker_maker.sdk._packs import with_image  # image=: a path, bytes or a URL
+
+    body = {"prompt": prompt, **{k: v for k, v in with_image(params).items() if v is not None}}
     if preset is not None:
         body["preset"] = preset
     return body
@@ -161,6 +163,9 @@ class Client(_Base):
         super().__init__(base_url, api_key, timeout, max_retries, headers)
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=timeout, transport=transport)
+        from sticker_maker.sdk._packs import Packs
+
+        self.packs = Packs(self)  # create, make, export packs
         self.jobs = Jobs(self)
 
     # -- the public calls -------------------------------------------------------
@@ -179,7 +184,9 @@ class Client(_Base):
         ``params`` are the native API's fields: ``negative_prompt``, ``width``,
         ``height``, ``steps``, ``guidance_scale``, ``scheduler``, ``seed``,
         ``samples``, ``lora_scale``, ``upscale``, ``upscale_steps`` (``None``
-        values are left out, i.e. the preset's default). Without ``on_progress``
+        values are left out, i.e. the preset's default); ``image`` (a path, bytes
+        or a URL: stickers of that picture's subject) with ``ip_adapter_weight``,
+        ``ip_adapter_noise``, ``strength``, ``prompt_strength``. Without ``on_progress``
         the service is asked to answer when the job is done (``Prefer: wait``),
         so a quick job costs one request.
 
@@ -312,6 +319,9 @@ class AsyncClient(_Base):
         super().__init__(base_url, api_key, timeout, max_retries, headers)
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=timeout, transport=transport)
+        from sticker_maker.sdk._packs import AsyncPacks
+
+        self.packs = AsyncPacks(self)  # create, make, export packs
         self.jobs = AsyncJobs(self)
 
     async def generate(

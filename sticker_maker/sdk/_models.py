@@ -46,6 +46,18 @@ class Metrics:
 # -- files ----------------------------------------------------------------------
 
 
+def _tag_expression(out: Any, data: dict[str, Any]) -> None:
+    """A pack's sticker: its expression and emoji, and its expression in its file name
+    (a pack's stickers share one seed)."""
+    out.expression, out.emoji = data.get("expression"), data.get("emoji")
+    if out.expression:
+        part = re.sub(r"[^a-z0-9]+", "-", str(out.expression).lower()).strip("-") or "x"
+        stem, dot, ext = out.filename.rpartition(".")
+        sticker = stem.endswith("-sticker")
+        base = stem.removesuffix("-sticker")
+        out.filename = f"{base}-{part}{'-sticker' if sticker else ''}{dot}{ext}"
+
+
 @dataclass(eq=False)
 class _FileFields:
     url: str
@@ -58,6 +70,9 @@ class _FileFields:
     #: the file name :meth:`save` uses inside a folder
     filename: str = ""
     _data: bytes | None = field(default=None, repr=False)
+    #: a pack's sticker: its expression and emoji (None otherwise)
+    expression: str | None = None
+    emoji: str | None = None
 
     @classmethod
     def _parse(cls, data: dict[str, Any], stem: str) -> Any:
@@ -198,6 +213,7 @@ class _JobFields:
         for item in data.get("output") or []:
             out = self._file_class._parse(item, stem)
             out._client = self._client  # type: ignore[attr-defined]
+            _tag_expression(out, item)
             self.output.append(out)
         self.error = data.get("error")
         self.error_code = data.get("error_code")

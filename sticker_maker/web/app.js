@@ -5,6 +5,7 @@ import { ApiError, api, describeFailure, keyPrefix, keyStore } from "./api.js";
 import { renderBatch, stickersOf } from "./cards.js";
 import { StatusPanel, TERMINAL, watchJob } from "./jobs.js";
 import { Pack } from "./pack.js";
+import { PACK_FIELDS, fillPackPresets, packActions, packBody, referenceFields } from "./packs.js";
 import {
   $,
   announce,
@@ -35,6 +36,8 @@ const GENERATE_FIELDS = {
   "finishing.shadow": "shadow",
   "finishing.remover": "remover",
   "finishing.holes": "holes",
+  image: "reference-file",
+  ip_adapter_weight: "likeness",
 };
 const UPLOAD_FIELDS = {
   image: "upload-file",
@@ -132,7 +135,7 @@ function refresh() {
 // ---- tabs ----
 
 function setupTabs() {
-  const tabs = [$("tab-generate"), $("tab-upload")];
+  const tabs = [$("tab-generate"), $("tab-upload"), $("tab-pack")];
   const select = (tab) => {
     for (const t of tabs) {
       const on = t === tab;
@@ -174,6 +177,7 @@ async function loadPresets(prefs) {
   const wanted = [prefs.preset, "sticker-maker"].find((n) => presets.some((p) => p.name === n));
   if (wanted) select.value = wanted;
   fillSizes();
+  fillPackPresets(presets);
 }
 
 function fillSizes() {
@@ -235,7 +239,7 @@ async function onGenerate(event) {
     return;
   }
   savePrefs();
-  const body = generateBody();
+  const body = { ...generateBody(), ...(await referenceFields("reference-file", "likeness")) };
   await runJob(() => api("v1/jobs", { method: "POST", json: body }), generateFieldMap(), {
     tiles: body.samples,
   });
@@ -260,6 +264,23 @@ async function onUpload(event) {
   if (kind === "cutout" && $("upload-holes").value !== "auto") form.append("holes", $("upload-holes").value);
   await runJob(() => api(`v1/${kind}s`, { method: "POST", form }), UPLOAD_FIELDS, {
     notFound: "This server doesn't take uploads yet (it runs an older sticker-maker).",
+  });
+}
+
+async function onPack(event) {
+  event.preventDefault();
+  if (isBusy()) return;
+  clearError();
+  if (!$("character").value.trim()) {
+    setFieldError("character", "Describe who is in the pack first.");
+    $("character").focus();
+    return;
+  }
+  const body = await packBody();
+  const tiles = body.expressions ? body.expressions.length : body.count;
+  await runJob(() => api("v1/packs", { method: "POST", json: body }), PACK_FIELDS, {
+    tiles: Math.min(tiles || 1, 4),
+    notFound: "This server doesn't make packs yet (it runs an older sticker-maker).",
   });
 }
 
@@ -297,7 +318,7 @@ function isBusy() {
 }
 
 function setBusy(on) {
-  for (const id of ["generate", "cut-out", "split-upload"]) {
+  for (const id of ["generate", "cut-out", "split-upload", "make-pack"]) {
     const button = $(id);
     button.setAttribute("aria-disabled", String(on));
   }
@@ -308,7 +329,7 @@ function setBusy(on) {
 function startCooldown(seconds) {
   cooldown = seconds;
   const tick = () => {
-    const buttons = ["generate", "cut-out", "split-upload"].map($);
+    const buttons = ["generate", "cut-out", "split-upload", "make-pack"].map($);
     if (cooldown <= 0) {
       for (const b of buttons) b.setAttribute("aria-disabled", "false");
       $("generate").textContent = "Generate";
@@ -412,6 +433,7 @@ function showBatch(job) {
     split: splitOutput,
     pack,
   });
+  if (job.kind === "pack") batch.append(packActions(job));
   $("batches").prepend(batch);
   $("empty").hidden = true;
   return batch;
@@ -498,6 +520,7 @@ function main() {
   $("forget-key").addEventListener("click", forgetKey);
   $("generate-form").addEventListener("submit", onGenerate);
   $("upload-form").addEventListener("submit", onUpload);
+  $("pack-form").addEventListener("submit", onPack);
   $("preset").addEventListener("change", fillSizes);
   let lastSize = $("size").value;
   $("size").addEventListener("change", () => {

@@ -42,6 +42,7 @@ export function jobTitle(job) {
 }
 
 function baseName(job, output) {
+  if (output.expression) return `${slug(job.input?.prompt)}-${output.seed}-${slug(output.expression)}`;
   if (job.kind === "generate" || job.input?.prompt) return `${slug(job.input?.prompt)}-${output.seed}`;
   const id = String(job.id).slice(0, 8);
   return job.kind === "split" ? `sticker-${id}-${output.index + 1}` : `sticker-${id}`;
@@ -127,6 +128,10 @@ function renderCard(job, output, actions) {
     seed.textContent = `Seed ${output.seed}`;
     seed.setAttribute("aria-label", `Seed ${output.seed}: use it again`);
     seed.addEventListener("click", () => actions.reuseSeed(output.seed));
+  } else if (output.expression) {
+    seed.textContent = `${output.emoji} ${output.expression}`;  // a pack's sticker
+    seed.disabled = true;
+    img.alt = `Sticker of ${job.input.prompt}: ${output.expression}`;
   } else {
     seed.textContent = job.kind === "split" ? `Sticker ${output.index + 1}` : "Cut-out";
     seed.disabled = true;
