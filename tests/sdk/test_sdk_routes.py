@@ -316,3 +316,27 @@ async def test_async_client_has_the_same_calls(
             await client.files.get(uploaded.id)
         with pytest.raises(sm.NotFoundError):
             [e async for e in client.jobs.events("no-such-job")]
+
+
+def test_the_readme_example_runs_as_written(
+    app: FastAPI, http: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("Every other route has its call", 1)[1]
+    block = section.split("```python\n", 1)[1].split("```", 1)[0]
+    secret = app.state.services.keys.create(scope="admin", credits=100).secret
+    Image.open(io.BytesIO(disc_picture())).convert("RGB").save(tmp_path / "photo.jpg")
+    (tmp_path / "sheet.png").write_bytes(sheet_picture())
+    (tmp_path / "me.png").write_bytes(disc_picture(64))
+    monkeypatch.chdir(tmp_path)
+    made: list[sm.Client] = []
+
+    def client(*args: object, **kwargs: object) -> sm.Client:  # the README's, in-process
+        made.append(sm.Client("http://testserver", secret, http_client=http))
+        return made[-1]
+
+    namespace = {"sm": type("sm", (), {"Client": staticmethod(client)}), "print": lambda *a: None}
+    exec(compile(block, "README.md", "exec"), namespace)
+    assert made and namespace["job"].succeeded and len(namespace["sheet"].stickers) == 3
+    assert (tmp_path / "cats.zip").stat().st_size > 0 and list((tmp_path / "out").iterdir())
+    assert namespace["new"].secret.startswith("sm_")
