@@ -26,7 +26,7 @@ from fleet.pgcluster import PrivatePostgres
 from sticker_maker.db import Database, jobs, ledger
 from sticker_maker.jobs import JobStatus
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 JOBS = 12
 OUTAGE = 6.0
 

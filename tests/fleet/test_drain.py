@@ -28,6 +28,7 @@ from sticker_maker.worker.runner import HAND_BACK_SECONDS
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.heavy,
     pytest.mark.skipif(kubectl() is None, reason="kubectl not installed (dev extra)"),
 ]
 DRAIN = 2.0

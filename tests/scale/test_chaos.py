@@ -37,7 +37,7 @@ from sticker_maker.accounts import KeyStore
 from sticker_maker.db import Database, jobs, ledger
 from sticker_maker.jobs import Job, JobStatus
 
-pytestmark = [pytest.mark.slow, pytest.mark.chaos]
+pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.heavy]
 
 JOBS = 300
 ENV = {

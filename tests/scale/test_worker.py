@@ -21,7 +21,7 @@ from sticker_maker.jobs.workers import WorkerRegistry
 from sticker_maker.params import GenerationRequest, resolve
 from sticker_maker.presets import load_presets
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 
 @pytest.fixture
