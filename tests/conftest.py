@@ -223,11 +223,13 @@ def stop_server(server: RunningServer) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(presets_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """A real ``sticker-maker serve`` process on a free port, with its worker."""
-    running = start_server(tmp_path_factory.mktemp("server") / "home", presets_file)
-    yield running
-    stop_server(running)
+def server(shared_server: RunningServer) -> RunningServer:
+    """A real ``sticker-maker serve`` process on a free port, with its worker: the session's
+    shared one (started and warmed up once), seen as a plain server whose ``new_key`` runs
+    the real ``keys create`` command. Each test makes its own keys, so tests do not meet."""
+    return RunningServer(
+        shared_server.url, shared_server.home, shared_server.process, shared_server.log
+    )
 
 
 class SharedServer(RunningServer):
