@@ -77,6 +77,12 @@ class _Resource:
     def _job(self, response: Any) -> Any:
         return self._client._job_class._from_dict(response.json(), self._client)
 
+    def _upload_job(self, path: str, image: ImageInput, options: dict[str, Any]) -> Any:
+        """Queue an upload job: ``image`` and the ``options`` given as form fields."""
+        part = image_part(image)
+        part["data"] = {**part.get("data", {}), **_form(**options)}
+        return self._call("POST", path, self._job, **part)
+
 
 class Cutouts(_Resource):
     """``client.cutouts``: cut a picture out of its background (a ``cutout`` job)."""
@@ -98,14 +104,9 @@ class Cutouts(_Resource):
         px (0: none); ``shadow``; ``trim`` (False keeps the canvas); ``holes``: ``auto``,
         ``keep`` or ``cut``; ``preset``: whose remover and price apply. ``None``: the
         service's default."""
-        part = image_part(image)
-        part["data"] = {
-            **part.get("data", {}),
-            **_form(
-                remover=remover, border=border, shadow=shadow, trim=trim, holes=holes, preset=preset
-            ),
-        }
-        return self._call("POST", "/v1/cutouts", self._job, **part)
+        options = {"remover": remover, "border": border, "shadow": shadow, "trim": trim}
+        options.update(holes=holes, preset=preset)
+        return self._upload_job("/v1/cutouts", image, options)
 
 
 class Splits(_Resource):
@@ -122,12 +123,8 @@ class Splits(_Resource):
     ) -> Any:
         """Queue a split of the sheet ``image``; the job, whose ``stickers`` are the pieces
         in reading order."""
-        part = image_part(image)
-        part["data"] = {
-            **part.get("data", {}),
-            **_form(remover=remover, border=border, shadow=shadow, preset=preset),
-        }
-        return self._call("POST", "/v1/splits", self._job, **part)
+        options = {"remover": remover, "border": border, "shadow": shadow, "preset": preset}
+        return self._upload_job("/v1/splits", image, options)
 
 
 #: the export targets of ``GET /v1/jobs/{id}/outputs/{n}/export/{target}``

@@ -17,14 +17,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import RunningServer
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
 
 import sticker_maker as sm
-from sticker_maker.api import create_app
-from sticker_maker.config import Settings
 
 pytestmark = pytest.mark.slow
 
@@ -58,11 +55,6 @@ def dominant(sticker: Image.Image) -> int:
 
 
 @pytest.fixture(scope="module")
-def app(shared_server: RunningServer, presets_file: Path) -> FastAPI:
-    return create_app(Settings.load(shared_server.home, presets=presets_file), run_worker=False)
-
-
-@pytest.fixture(scope="module")
 def user_key(app: FastAPI) -> str:
     return app.state.services.keys.create(credits=5000, label="sdk-user").secret
 
@@ -70,12 +62,6 @@ def user_key(app: FastAPI) -> str:
 @pytest.fixture(scope="module")
 def admin_key(app: FastAPI) -> str:
     return app.state.services.keys.create(scope="admin", label="sdk-admin").secret
-
-
-@pytest.fixture(scope="module")
-def http(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as test_client:
-        yield test_client
 
 
 @pytest.fixture
@@ -95,11 +81,6 @@ def disc_job(http: TestClient, user_key: str) -> sm.Job:
     """A finished cut-out of the disc (default options: a border, trimmed)."""
     with sm.Client("http://testserver", user_key, http_client=http) as c:
         return c.cutouts.create(disc_picture()).wait(timeout=120)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 # -- cut-outs and splits ---------------------------------------------------------------
