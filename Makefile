@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup serve test lint format bench gpu-wheels gpu-check clean
+.PHONY: setup serve test test-slow lint format bench gpu-wheels gpu-check clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,10 @@ serve: setup
 
 test: setup
 	$(BIN)/pytest
+
+# the heavy fault and chaos tests `make test` leaves out (CI runs them as a second step)
+test-slow: setup
+	STICKER_MAKER_RUN_SLOW=1 $(BIN)/pytest -m heavy
 
 lint: setup
 	$(BIN)/ruff check .

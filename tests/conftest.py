@@ -26,6 +26,31 @@ from devices import TEST_DEVICE, TEST_DTYPE  # noqa: E402
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+#: set to 1 to run the ``heavy`` tests too (``make test-slow``, CI's second test step)
+RUN_SLOW = "STICKER_MAKER_RUN_SLOW"
+
+
+def run_slow() -> bool:
+    return os.environ.get(RUN_SLOW, "").strip() == "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the ``heavy`` tests (chaos, outages, drains: real processes killed, stopped
+    or starved for tens of seconds) unless ``STICKER_MAKER_RUN_SLOW=1``; deselected, not
+    skipped, so the everyday run says plainly what it left for ``make test-slow``."""
+    if run_slow():
+        return
+    heavy = [item for item in items if item.get_closest_marker("heavy") is not None]
+    if heavy:
+        config.hook.pytest_deselected(items=heavy)
+        items[:] = [item for item in items if item.get_closest_marker("heavy") is None]
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    if run_slow():
+        return f"{RUN_SLOW}=1: heavy tests included"
+    return f"heavy tests (pytest -m heavy) left out: run them with {RUN_SLOW}=1 (make test-slow)"
+
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -220,11 +245,13 @@ def stop_server(server: RunningServer) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(presets_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """A real ``sticker-maker serve`` process on a free port, with its worker."""
-    running = start_server(tmp_path_factory.mktemp("server") / "home", presets_file)
-    yield running
-    stop_server(running)
+def server(shared_server: RunningServer) -> RunningServer:
+    """A real ``sticker-maker serve`` process on a free port, with its worker: the session's
+    shared one (started and warmed up once), seen as a plain server whose ``new_key`` runs
+    the real ``keys create`` command. Each test makes its own keys, so tests do not meet."""
+    return RunningServer(
+        shared_server.url, shared_server.home, shared_server.process, shared_server.log
+    )
 
 
 class SharedServer(RunningServer):

@@ -14,19 +14,34 @@ import asyncio
 import email.utils
 import os
 import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import quote
 
 import httpx
 
 from sticker_maker import __version__
+from sticker_maker.sdk import _events
 from sticker_maker.sdk._errors import (
     APIConnectionError,
     APITimeoutError,
     error_for_status,
 )
 from sticker_maker.sdk._models import AsyncJob, Job, ProgressCallback
+from sticker_maker.sdk._records import Event
+from sticker_maker.sdk._resources import (
+    AccountCalls,
+    Cutouts,
+    Exports,
+    Files,
+    Keys,
+    Presets,
+    Splits,
+    attach_resources,
+)
+
+T = TypeVar("T")
 
 ENV_URL = "STICKER_MAKER_URL"
 ENV_API_KEY = "STICKER_MAKER_API_KEY"
@@ -77,6 +92,15 @@ def _prefer_wait(timeout: float | None) -> int:
 
 class _Base:
     """Configuration and the parts of a request that do no I/O."""
+
+    #: cut-outs, splits, exports, the account, keys (admin), presets, uploaded files
+    cutouts: Cutouts
+    splits: Splits
+    exports: Exports
+    account: AccountCalls
+    keys: Keys
+    presets: Presets
+    files: Files
 
     def __init__(
         self,
@@ -167,6 +191,7 @@ class Client(_Base):
 
         self.packs = Packs(self)  # create, make, export packs
         self.jobs = Jobs(self)
+        attach_resources(self)
 
     # -- the public calls -------------------------------------------------------
 
@@ -218,6 +243,13 @@ class Client(_Base):
 
     # -- plumbing ---------------------------------------------------------------
 
+    _job_class = Job
+
+    def _call(
+        self, method: str, path: str, parse: Callable[[httpx.Response], T], **options: Any
+    ) -> T:
+        return parse(self._request(method, path, **options))
+
     def _request(
         self,
         method: str,
@@ -227,7 +259,10 @@ class Client(_Base):
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
         auth: bool = True,
+        **content: Any,
     ) -> httpx.Response:
+        """One request, retried as the module says; ``content``: httpx's ``params``,
+        ``data`` (form fields) and ``files`` (multipart)."""
         url = self._url(path)
         attempt = 0
         while True:
@@ -238,6 +273,7 @@ class Client(_Base):
                     json=json,
                     headers=self._headers(headers, auth),
                     timeout=timeout or self.timeout,
+                    **content,
                 )
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 _sleep(self._connect_delay(exc, attempt, method, url))
@@ -296,6 +332,12 @@ class Jobs:
         response = self._client._request("POST", f"/v1/jobs/{quote(job_id, safe='')}/cancel")
         return Job._from_dict(response.json(), self._client)
 
+    def events(self, job_id: str, *, timeout: float | None = None) -> Iterator[Event]:
+        """The job's live events (:class:`Event`: ``queue``, ``progress``, ``logs``,
+        ``preview``, then ``done`` with ``event.job``), as the service sends them; ends with
+        the job. ``timeout``: the longest wait for the next event (None: no limit)."""
+        return _events.follow(self._client, job_id, timeout)
+
 
 class AsyncClient(_Base):
     """The sticker-maker service, with ``async``/``await``; the same calls as :class:`Client`.
@@ -323,6 +365,7 @@ class AsyncClient(_Base):
 
         self.packs = AsyncPacks(self)  # create, make, export packs
         self.jobs = AsyncJobs(self)
+        attach_resources(self)
 
     async def generate(
         self,
@@ -357,6 +400,13 @@ class AsyncClient(_Base):
         response = await self._request("POST", "/v1/jobs", json=_job_body(prompt, preset, params))
         return AsyncJob._from_dict(response.json(), self)
 
+    _job_class = AsyncJob
+
+    async def _call(
+        self, method: str, path: str, parse: Callable[[httpx.Response], T], **options: Any
+    ) -> T:
+        return parse(await self._request(method, path, **options))
+
     async def _request(
         self,
         method: str,
@@ -366,7 +416,10 @@ class AsyncClient(_Base):
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
         auth: bool = True,
+        **content: Any,
     ) -> httpx.Response:
+        """One request, retried as the module says; ``content``: httpx's ``params``,
+        ``data`` (form fields) and ``files`` (multipart)."""
         url = self._url(path)
         attempt = 0
         while True:
@@ -377,6 +430,7 @@ class AsyncClient(_Base):
                     json=json,
                     headers=self._headers(headers, auth),
                     timeout=timeout or self.timeout,
+                    **content,
                 )
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 await _asleep(self._connect_delay(exc, attempt, method, url))
@@ -431,3 +485,7 @@ class AsyncJobs:
     async def cancel(self, job_id: str) -> AsyncJob:
         response = await self._client._request("POST", f"/v1/jobs/{quote(job_id, safe='')}/cancel")
         return AsyncJob._from_dict(response.json(), self._client)
+
+    def events(self, job_id: str, *, timeout: float | None = None) -> AsyncIterator[Event]:
+        """See :meth:`Jobs.events` (``async for event in client.jobs.events(id)``)."""
+        return _events.afollow(self._client, job_id, timeout)

@@ -174,7 +174,8 @@ def error_for_status(
 
 
 def _parse(body: Any) -> tuple[str, str | None, dict[str, str]]:
-    """(message, code, fields) from any of the three error envelopes."""
+    """(message, code, fields) from any of the error envelopes: the native one, the seed
+    API's, Segmind's and the problem details of the Replicate-compatible routes."""
     if not isinstance(body, dict):
         return (body.strip()[:500] if isinstance(body, str) else ""), None, {}
     error = body.get("error")
@@ -187,4 +188,12 @@ def _parse(body: Any) -> tuple[str, str | None, dict[str, str]]:
         return str(error.get("message") or ""), error.get("code"), fields
     if isinstance(error, str):
         return error, None, {}
+    if isinstance(body.get("invalid_fields"), list) or "type" in body:  # RFC 9457 (/v1/files)
+        fields = {
+            str(f.get("field")): str(f.get("message"))
+            for f in body.get("invalid_fields") or []
+            if isinstance(f, dict)
+        }
+        kind = str(body.get("type") or "").rstrip("/").rsplit("/", 1)[-1].replace("-", "_")
+        return str(body.get("detail") or body.get("title") or ""), kind or None, fields
     return str(body.get("message") or body.get("detail") or ""), None, {}

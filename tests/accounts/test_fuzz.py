@@ -25,6 +25,7 @@ EXAMPLES = 400
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # the everyday run has the OpenAPI contract fuzzer; this one runs in CI
 def test_no_input_makes_the_service_fail(tmp_path: Path) -> None:
     app = create_app(
         Settings.load(

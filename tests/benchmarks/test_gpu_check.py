@@ -43,6 +43,7 @@ def test_rows_the_budget_no_longer_allows_are_skipped() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_cpu_dry_run_runs_every_section(tmp_path: Path) -> None:
     out = tmp_path / "rows.json"
     env = {

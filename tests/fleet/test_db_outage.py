@@ -20,13 +20,13 @@ import httpx
 import pytest
 from scale.cluster import Cluster
 from sqlalchemy import select
+from waiting import wait_for
 
 from fleet.pgcluster import PrivatePostgres
-from fleet.waiting import wait_for
 from sticker_maker.db import Database, jobs, ledger
 from sticker_maker.jobs import JobStatus
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 JOBS = 12
 OUTAGE = 6.0
 

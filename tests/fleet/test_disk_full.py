@@ -89,6 +89,7 @@ def test_full_disk_keeps_reads_and_refuses_writes_until_space_returns(tmp_path: 
             print(f"disk full (API): writes back {recovered:.2f}s after space returned")
 
 
+@pytest.mark.heavy
 def test_a_job_whose_outputs_cannot_be_written_goes_back_and_completes(
     tmp_path: Path, presets_file: Path
 ) -> None:

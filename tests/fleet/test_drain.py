@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 from scale.cluster import Cluster
+from waiting import wait_for
 
 from fleet.manifests import find, flag, kubectl, render
-from fleet.waiting import wait_for
 from sticker_maker.accounts import KeyStore
 from sticker_maker.db import Database
 from sticker_maker.jobs import JobStatus, JobStore
@@ -28,6 +28,7 @@ from sticker_maker.worker.runner import HAND_BACK_SECONDS
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.heavy,
     pytest.mark.skipif(kubectl() is None, reason="kubectl not installed (dev extra)"),
 ]
 DRAIN = 2.0

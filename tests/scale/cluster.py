@@ -198,6 +198,21 @@ class Proc:
     def send(self, sig: int) -> None:
         os.kill(self.process.pid, sig)
 
+    def model_pid(self) -> int:
+        """The pid of a ``worker``'s model process: its child started by multiprocessing's
+        spawn (not the resource tracker). Linux only (reads ``/proc``)."""
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmdline = (entry / "cmdline").read_bytes()
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile, or not ours to read
+            if ppid == self.process.pid and b"spawn_main" in cmdline:
+                return int(entry.name)
+        raise AssertionError(f"{self.name} has no model process")
+
 
 @dataclass
 class Cluster:

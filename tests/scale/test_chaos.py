@@ -30,13 +30,14 @@ import httpx
 import pytest
 from PIL import Image
 from sqlalchemy import func, select
+from waiting import wait_for
 
 from scale.cluster import Cluster, Proc, SeaweedS3
 from sticker_maker.accounts import KeyStore
 from sticker_maker.db import Database, jobs, ledger
 from sticker_maker.jobs import Job, JobStatus
 
-pytestmark = [pytest.mark.slow, pytest.mark.chaos]
+pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.heavy]
 
 JOBS = 300
 ENV = {
@@ -71,16 +72,6 @@ class Figures:
             f"{self.submit_retries} submit retries, {self.retried_jobs} jobs ran more than once "
             f"(max attempt {self.max_attempt}), {self.orphans} orphan files"
         )
-
-
-def wait_for(what: str, check: Callable[[], object], timeout: float) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def all_jobs(db: Database) -> list[Job]:
@@ -140,7 +131,7 @@ def run_chaos(cluster: Cluster, n_apis: int, n_workers: int, list_files: Callabl
                 rows = conn.execute(select(table.c.id, table.c.state)).all()
             return sum(1 for _, state in rows if state == "idle") == n_workers
 
-        wait_for("workers to be ready", idle_workers, 180)
+        wait_for("workers to be ready", idle_workers, 180, interval=0.2)
         t0 = time.monotonic()
 
         submitted: dict[int, str] = {}
@@ -173,7 +164,9 @@ def run_chaos(cluster: Cluster, n_apis: int, n_workers: int, list_files: Callabl
                 time.sleep(0.05)
 
         def chaos() -> None:
-            wait_for("a third of the submits", lambda: len(submitted) >= JOBS // 3, 120)
+            wait_for(
+                "a third of the submits", lambda: len(submitted) >= JOBS // 3, 120, interval=0.2
+            )
             victim = apis[-1]
             victim.send(signal.SIGKILL)
             victim.process.wait(10)
@@ -191,7 +184,7 @@ def run_chaos(cluster: Cluster, n_apis: int, n_workers: int, list_files: Callabl
 
         def kill_worker() -> None:
             try:
-                wait_for("30 jobs to succeed", lambda: succeeded() >= 30, 180)
+                wait_for("30 jobs to succeed", lambda: succeeded() >= 30, 180, interval=0.2)
                 figures.worker_kills = kill_mid_job(db, workers[0])
             except BaseException as exc:
                 failures.append(exc)
@@ -213,7 +206,7 @@ def run_chaos(cluster: Cluster, n_apis: int, n_workers: int, list_files: Callabl
             rows = all_jobs(db)
             return len(rows) >= JOBS and all(j.status.is_terminal for j in rows)
 
-        wait_for("every job to end", settled, 240)
+        wait_for("every job to end", settled, 240, interval=0.2)
         figures.seconds = time.monotonic() - t0
 
         # -- every job succeeded exactly once ------------------------------------------

@@ -6,11 +6,12 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from waiting import wait_for
 
 from scale.cluster import Cluster, Proc, free_port
 from sticker_maker.accounts import KeyStore
@@ -20,17 +21,7 @@ from sticker_maker.jobs.workers import WorkerRegistry
 from sticker_maker.params import GenerationRequest, resolve
 from sticker_maker.presets import load_presets
 
-pytestmark = pytest.mark.slow
-
-
-def wait_for(what: str, check: Callable[[], object], timeout: float = 90) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+pytestmark = [pytest.mark.slow, pytest.mark.heavy]
 
 
 @pytest.fixture
@@ -68,6 +59,21 @@ def test_worker_lifecycle(cluster: Cluster, presets_file: Path) -> None:
         job = store.get(job_id)
         return job if job.status.is_terminal else None
 
+    def acted_on_sigterm(worker: str) -> None:
+        """Wait for the worker's second "draining" beat. The first may be written by the loop
+        pass the signal interrupted, before it looked at the drain deadline; every later
+        pass looks first (and, past the deadline, has asked the running jobs to stop)."""
+
+        def beat() -> float | None:
+            info = next((w for w in registry.all() if w.id == worker), None)
+            return info.heartbeat_at if info and info.state == "draining" else None
+
+        first = wait_for(f"{worker} draining", beat)
+        wait_for(f"{worker}'s next beat", lambda: (beat() or 0) > first)
+
+    def running(job_id: str) -> bool:
+        return store.get(job_id).status is JobStatus.RUNNING
+
     def stopped(proc: Proc) -> int | None:
         return proc.process.poll()
 
@@ -75,15 +81,18 @@ def test_worker_lifecycle(cluster: Cluster, presets_file: Path) -> None:
         # 1. SIGTERM with --drain-timeout 0: the running job goes back to the queue,
         #    with its attempt given back, and the worker leaves the registry. The model
         #    process gets the SIGTERM too and leaves stopping to the worker.
+        #    The model process is frozen before the job reaches it, so the job cannot end
+        #    before the signal lands: it resumes only once the worker has asked the job to
+        #    stop, and stops at its first step.
         b = cluster.worker("worker-b", "--drain-timeout", "0")
         wait_for("worker-b idle", lambda: state("worker-b") == "idle")
+        b_model = b.model_pid()
+        os.kill(b_model, signal.SIGSTOP)
         long_job = submit(steps=60)
-        wait_for("progress", lambda: store.get(long_job.id).progress_step > 0)
-        b.send(signal.SIGSTOP)  # hold the worker so the signal surely lands mid-job
-        mid = store.get(long_job.id)
-        assert mid.status is JobStatus.RUNNING and mid.progress_step < mid.progress_total
+        wait_for("worker-b to claim the job", lambda: running(long_job.id))
         os.killpg(b.process.pid, signal.SIGTERM)  # the whole group, as systemd does by default
-        b.send(signal.SIGCONT)
+        acted_on_sigterm("worker-b")
+        os.kill(b_model, signal.SIGCONT)
         wait_for("worker-b to exit", lambda: stopped(b) is not None, 30)
         assert b.process.returncode == 0, b.log.read_text()[-2000:]
         back = store.get(long_job.id)
@@ -113,12 +122,15 @@ def test_worker_lifecycle(cluster: Cluster, presets_file: Path) -> None:
         assert _value(metrics, 'sticker_maker_jobs_finished_total{status="succeeded"}') >= 2
 
         # 3. SIGTERM with the default drain: the running job is finished, not handed back.
-        drained = submit(steps=20)
-        wait_for("running", lambda: store.get(drained.id).status is JobStatus.RUNNING)
-        a.send(signal.SIGSTOP)  # hold the worker mid-job so the signal surely lands mid-job
-        assert store.get(drained.id).status is JobStatus.RUNNING
+        #    Again the model process holds the job until the worker is draining.
+        a_model = a.model_pid()
+        os.kill(a_model, signal.SIGSTOP)
+        drained = submit(steps=4)
+        wait_for("worker-a to claim the job", lambda: running(drained.id))
         a.send(signal.SIGTERM)
-        a.send(signal.SIGCONT)
+        acted_on_sigterm("worker-a")
+        assert store.get(drained.id).status is JobStatus.RUNNING
+        os.kill(a_model, signal.SIGCONT)
         wait_for("worker-a to exit", lambda: stopped(a) is not None, 60)
         assert a.process.returncode == 0, a.log.read_text()[-2000:]
         end = store.get(drained.id)

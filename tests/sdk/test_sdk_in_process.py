@@ -13,13 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import RunningServer
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import sticker_maker as sm
-from sticker_maker.api import create_app
-from sticker_maker.config import Settings
 
 pytestmark = pytest.mark.slow
 
@@ -27,30 +24,14 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def app(shared_server: RunningServer, presets_file: Path) -> FastAPI:
-    return create_app(Settings.load(shared_server.home, presets=presets_file), run_worker=False)
-
-
-@pytest.fixture(scope="module")
 def key(app: FastAPI) -> str:
     return app.state.services.keys.create(credits=10000).secret
-
-
-@pytest.fixture(scope="module")
-def http(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as test_client:
-        yield test_client
 
 
 @pytest.fixture
 def client(http: TestClient, key: str) -> Iterator[sm.Client]:
     with sm.Client("http://testserver", key, http_client=http) as c:
         yield c
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.mark.anyio
