@@ -67,7 +67,6 @@ DESCRIPTIONS = {
     401: "No API key, or one that is unknown or revoked",
     403: "This route needs an admin key",
     404: "No such resource for this key (another key's is 404 too), or no such route",
-    405: "This path does not take that method (`Allow` lists those it takes)",
     406: "Not enough credits for the job's upper estimate (the message says how many)",
     408: "The request body did not arrive in time",
     409: "Conflict: the job is not in a state that allows this (or the request is replayed)",

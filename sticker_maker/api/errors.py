@@ -154,9 +154,9 @@ def error_response(request: Request, exc: StickerMakerError) -> JSONResponse:
     )
 
 
-#: a body that is not JSON a route can read: bad syntax, not UTF-8, nesting past the
-#: parser's recursion limit, or an integer of more than 4300 digits
-NOT_JSON = "is not valid JSON (or nests too deeply, or has a number too long to read)"
+#: said of a body that is not JSON a route can read: bad syntax, not UTF-8, nesting past
+#: the parser's recursion limit, or an integer of more than 4300 digits (as every API says it)
+NOT_JSON = "is not valid JSON"
 
 
 def _body_errors(exc: RequestValidationError) -> list[dict[str, Any]]:

@@ -1,15 +1,13 @@
-"""The last routes: any other path under ``/v1`` or ``/v2``, whatever the method.
+"""The last routes: any other path under ``/v1`` or ``/v2`` is a 404, whatever the method.
 
-* A fixed path of another route (``/v1/account``, ``/v1/jobs``) asked with a method it
-  does not take: 405 with ``Allow`` (RFC 9110).
-* Anything else: 404. A templated path (``DELETE /v1/jobs/{id}``, ``GET /v1/<model>``) is
-  not looked up, so it is a 404 too: no resource there takes that method.
-
-Without these routes a path that only differs in method from a route would answer 405
-for any path (``GET /v1/<anything>`` matches the Segmind model route), and a path under a
+Without them a path that only differs in method from a route (``GET /v1/<model>``,
+``DELETE /v1/jobs/{id}``, ``TRACE /v1/account``) would answer 405, and a path under a
 family's prefix would fall through to the Segmind model lookup. The error is rendered in
-the path's family (``api.errors``), which also calls :func:`wrong_method` for the 405s of
-the routes outside ``/v1`` and ``/v2``.
+the path's family (``api.errors``).
+
+Outside ``/v1`` and ``/v2`` (``/health``, ``/api/v1/…``, ``/files/…``) a known path asked
+with another method is a 405 whose ``Allow`` lists the methods it takes (RFC 9110):
+``api.errors`` asks :func:`wrong_method` for it.
 """
 
 from __future__ import annotations
@@ -21,19 +19,16 @@ from sticker_maker.errors import MethodNotAllowed, NotFound, StickerMakerError
 
 router = APIRouter(include_in_schema=False)
 
-#: every method a client may send (``FOO`` and the like get the same answer from Starlette)
+#: every method a client may send (any other, ``FOO``, gets the same answer via api.errors)
 _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "QUERY"]
 
 
-def allowed_methods(request: Request, *, fixed_only: bool = False) -> list[str]:
-    """The methods the app's routes take on this path (``fixed_only``: routes whose path
-    has no parameter), this module's routes left out."""
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the app's routes (but these) take on this request's path."""
     path = request.url.path
     methods: set[str] = set()
     for route in iter_route_contexts(request.app.routes):
         if route.endpoint is not_found or not route.methods:
-            continue
-        if fixed_only and route.param_convertors:
             continue
         if route.path_regex.match(path):
             methods |= set(route.methods)
@@ -41,9 +36,8 @@ def allowed_methods(request: Request, *, fixed_only: bool = False) -> list[str]:
 
 
 def wrong_method(request: Request) -> StickerMakerError:
-    """405 with the methods this path takes, or 404 where no route of the path is fixed."""
-    under_api = request.url.path.startswith(("/v1/", "/v2/"))
-    allowed = allowed_methods(request, fixed_only=under_api)
+    """404 under ``/v1`` and ``/v2``; elsewhere 405 with the methods the path takes."""
+    allowed = [] if request.url.path.startswith(("/v1/", "/v2/")) else allowed_methods(request)
     if allowed:
         return MethodNotAllowed(request.method, request.url.path, allowed)
     return NotFound(f"no such route: {request.method} {request.url.path} (see /docs)")

@@ -161,18 +161,29 @@ def test_hostile_bodies_are_4xx_naming_the_body(
 
 def test_unknown_paths_are_404_and_every_405_says_allow(client: TestClient) -> None:
     h = {"x-api-key": client.key}
-    for path in ("/v1/nope", "/v1/jobs/abc/nope", "/v2/x/y"):
-        assert client.get(path, headers=h).status_code == 404, path
+    # under /v1 and /v2 a method a path does not take is a 404, TRACE and QUERY too
+    for method, path in [
+        ("GET", "/v1/nope"),
+        ("GET", "/v1/jobs/abc/nope"),
+        ("GET", "/v2/x/y"),
+        ("TRACE", "/v1/account"),
+        ("QUERY", "/v1/jobs"),
+        ("TRACE", "/v1/stickersheet"),
+    ]:
+        r = client.request(method, path, headers=h)
+        assert r.status_code == 404 and "no such route" in r.text, (method, path)
+    # elsewhere a 405 says which methods the path takes
     for method, path, allow in [
-        ("TRACE", "/v1/account", "GET"),
-        ("DELETE", "/v1/account", "GET"),
-        ("PUT", "/v1/jobs", "GET, POST"),
         ("TRACE", "/health", "GET"),
+        ("DELETE", "/openapi.json", "GET, HEAD"),
         ("GET", "/api/v1/generate", "POST"),
+        ("TRACE", "/api/v1/result", "GET"),
+        ("FOO", "/files/x.png", "GET"),
     ]:
         r = client.request(method, path, headers=h)
         assert (r.status_code, r.headers.get("allow")) == (405, allow), (method, path)
-    assert client.request("TRACE", "/v1/jobs/abc", headers=h).status_code == 404
+    r = client.request("TRACE", "/api/v1/generate", headers=h)
+    assert r.json()["status_code"] == "error" and "allowed: POST" in r.json()["message"]
 
 
 def test_account_never_shows_negative_zero(client: TestClient) -> None:
@@ -218,4 +229,5 @@ def test_upload_routes_honour_prefer_wait(
 
 def test_readme_documents_offline_docs_and_statuses() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert "/docs" in readme and "offline" in readme
+    assert "`/docs` (Swagger UI) and `/redoc` (ReDoc) work offline" in readme
+    assert "a 405 whose `Allow` lists those it takes" in readme
