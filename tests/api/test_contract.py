@@ -156,6 +156,16 @@ def test_hostile_bodies_are_4xx_naming_the_body(
         assert [f["field"] for f in data["invalid_fields"]] == ["body"]
 
 
+def test_too_large_bodies_use_the_family_media_type(client: TestClient) -> None:
+    limit = client.app.state.services.settings.max_request_bytes
+    big = b"{" + b" " * limit + b"}"
+    r = client.post("/v1/predictions", content=big, headers={"x-api-key": client.key})
+    assert r.status_code == 413 and r.headers["content-type"] == "application/problem+json"
+    assert r.json()["status"] == 413
+    r = client.post("/v1/jobs", content=big, headers={"x-api-key": client.key})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+
+
 # -- 14. the smaller edges ------------------------------------------------------------------
 
 
