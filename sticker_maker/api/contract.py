@@ -81,7 +81,20 @@ _OTHER_DESCRIPTIONS = {304: "Not modified (`If-None-Match`)", 307: "Elsewhere (`
 REPLICATE_DESCRIPTIONS = {422: "Invalid input (`invalid_fields` names each field) or refused"}
 
 BINARY = {"schema": {"type": "string", "format": "binary"}}
-EVENT_STREAM = {"text/event-stream": {"schema": {"type": "string", "description": "events"}}}
+#: server-sent events: ``itemSchema`` describes each event (OpenAPI 3.2, as FastAPI writes it)
+EVENT_STREAM = {
+    "text/event-stream": {
+        "itemSchema": {
+            "type": "object",
+            "properties": {
+                "event": {"type": "string"},
+                "data": {"type": "string", "description": "JSON, or a text line (logs)"},
+                "id": {"type": "string"},
+                "retry": {"type": "integer", "minimum": 0},
+            },
+        }
+    }
+}
 
 
 def _inline(schema: Any, defs: dict[str, Any]) -> Any:

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -31,7 +32,12 @@ from sticker_maker.config import Settings
 
 #: generated cases per operation (plus schemathesis's coverage cases)
 EXAMPLES = 8
-CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    response_schema_conformance,
+    content_type_conformance,
+]
 
 
 @pytest.fixture(scope="module")
