@@ -12,10 +12,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from sticker_maker.schedulers import SCHEDULERS
+from sticker_maker.inputs import CutoutInput, SplitInput
+from sticker_maker.params import MAX_PROMPT, MAX_SEED, MAX_SIDE, MIN_SIDE, JobInput
 
 Timestamp = str | None  # ISO-8601 UTC with milliseconds and Z, or null
-Scheduler = Literal[tuple(SCHEDULERS)]  # type: ignore[valid-type]
 
 # -- native -------------------------------------------------------------------------------
 
@@ -55,7 +55,9 @@ class Job(BaseModel):
     status: Literal["queued", "running", "succeeded", "failed", "canceled"]
     kind: str = Field(description="`generate`, `cutout`, `split`, …")
     preset: str | None
-    input: dict[str, Any] = Field(description="the job's input, defaults filled in")
+    input: JobInput | CutoutInput | SplitInput = Field(
+        description="the job's input, defaults filled in (an upload's `image`: its URL)"
+    )
     output: list[JobOutput]
     error: str | None
     error_code: str | None
@@ -167,14 +169,14 @@ class Ready(BaseModel):
 class SeedInput(BaseModel):
     """The hosted model's inputs (ranges: the native API's)."""
 
-    prompt: str = Field(min_length=1, max_length=2000)
-    negative_prompt: str = Field("", max_length=2000)
-    width: int = Field(1024, ge=64, le=2048, multiple_of=8)
-    height: int = Field(1024, ge=64, le=2048, multiple_of=8)
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT)
+    negative_prompt: str = Field("", max_length=MAX_PROMPT)
+    width: int = Field(1024, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)
+    height: int = Field(1024, ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)
     steps: int = Field(20, ge=1, le=100)
-    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="-1 draws a random seed")
+    seed: int = Field(-1, ge=-1, le=MAX_SEED, description="-1 draws a random seed")
     upscale: bool = False
-    upscale_steps: int = Field(10, ge=1, le=100)
+    upscale_steps: int = Field(10, ge=1, le=50)
 
 
 class SeedGenerate(BaseModel):
@@ -199,7 +201,7 @@ class SeedSubmitted(_SeedEnvelope):
 class SeedJob(BaseModel):
     tid: str
     status: Literal["starting", "processing", "succeeded", "failed", "canceled"]
-    input: dict[str, Any]
+    input: SeedInput
     output: list[str] = Field(description="[image_url, sticker_url] once succeeded")
     error: str | None
     created_at: Timestamp
