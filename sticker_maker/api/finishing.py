@@ -343,13 +343,21 @@ class PackSticker(BaseModel):
     output: int = Field(ge=0, le=999)
 
 
+def _pack_size() -> dict[str, int]:
+    """The pack's bounds, for its OpenAPI schema (read when the schema is built)."""
+    from sticker_maker.finishing._export import WHATSAPP_MAX_STICKERS, WHATSAPP_MIN_STICKERS
+
+    return {"minItems": WHATSAPP_MIN_STICKERS, "maxItems": WHATSAPP_MAX_STICKERS}
+
+
 class WhatsAppPackRequest(BaseModel):
     """A WhatsApp sticker pack from 3 to 30 sticker outputs of your jobs."""
 
     model_config = ConfigDict(extra="forbid")
 
     stickers: list[PackSticker] = Field(
-        description="3 to 30 sticker outputs: the job and the index in its output array"
+        description="3 to 30 sticker outputs: the job and the index in its output array",
+        json_schema_extra=lambda schema: schema.update(_pack_size()),
     )
     name: str = Field(min_length=1, max_length=128, description="the pack's name")
     publisher: str = Field(min_length=1, max_length=128, description="who made it")

@@ -97,6 +97,8 @@ def test_enums_request_bodies_and_multipart_forms(spec: dict[str, Any]) -> None:
     seed = ops[("POST", "/api/v1/generate")]["requestBody"]["content"]["application/json"]
     assert seed["schema"]["required"] == ["mid", "input"]
     assert seed["schema"]["properties"]["input"]["properties"]["steps"]["maximum"] == 100
+    pack = schemas["WhatsAppPackRequest"]["properties"]["stickers"]
+    assert (pack["minItems"], pack["maxItems"]) == (3, 30)
     for path in ("/v1/cutouts", "/v1/splits", "/v1/files"):
         form = ops[("POST", path)]["requestBody"]["content"]["multipart/form-data"]["schema"]
         file_field = form["required"][0]
