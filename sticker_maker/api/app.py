@@ -104,7 +104,9 @@ def create_app(
         title="sticker-maker",
         version=__version__,
         description="Text prompt → die-cut stickers. Native job API plus wire-compatible "
-        "sticker-maker (/api/v1) and Segmind (/v1/<model>, /v2) routes.",
+        "sticker-maker (/api/v1), Segmind (/v1/<model>, /v2) and Replicate (/v1/predictions, "
+        "/v1/models) routes. A key goes in any of `Authorization: Bearer`, `x-api-key` or "
+        "`apikey`; each API answers errors in its own shape.",
         lifespan=lifespan,
         docs_url=None,  # /docs and /redoc come from api.docs, with local assets
         redoc_url=None,
