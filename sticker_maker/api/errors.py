@@ -157,6 +157,8 @@ def error_response(request: Request, exc: StickerMakerError) -> JSONResponse:
 #: said of a body that is not JSON a route can read: bad syntax, not UTF-8, nesting past
 #: the parser's recursion limit, or an integer of more than 4300 digits (as every API says it)
 NOT_JSON = "is not valid JSON"
+#: FastAPI's 400 when ``json.loads`` raised something else than a syntax error
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
 
 
 def _body_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -179,8 +181,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        if exc.status_code == 400:  # FastAPI could not parse the body (nesting, huge number)
-            return error_response(request, InvalidInput(NOT_JSON, "body"))
+        if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:
+            return error_response(request, InvalidInput(NOT_JSON, "body"))  # nesting, huge int
         if exc.status_code == 405:  # RFC 9110: a 405 says which methods the path takes
             from sticker_maker.api.fallback import wrong_method
 
