@@ -111,7 +111,7 @@ class KeyInfo(BaseModel):
 
 
 class LedgerRow(BaseModel):
-    kind: Literal["grant", "reserve", "refund", "settle"] | str
+    kind: str = Field(description="`grant`, `reserve`, `refund` or `settle`")
     amount: float
     job_id: str | None
     note: str | None
