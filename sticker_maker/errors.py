@@ -166,6 +166,17 @@ class Unavailable(ServiceBusy):
         self.reason = reason
 
 
+class MethodNotAllowed(StickerMakerError):
+    """A path asked with a method it does not take; ``allowed`` goes in ``Allow``."""
+
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, method: str, path: str, allowed: list[str]) -> None:
+        super().__init__(f"{method} is not allowed on {path}; allowed: {', '.join(allowed)}")
+        self.allowed = allowed
+
+
 class SyncTimeout(StickerMakerError):
     """A request that waits for its job (Segmind's sync route) ran out of time.
 

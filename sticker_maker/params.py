@@ -24,6 +24,8 @@ MAX_SIDE = 2048
 MIN_SIDE = 64
 
 Side = Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE, multiple_of=8)]
+#: a sampler's name: checked by GenerationRequest, listed as an enum in the OpenAPI description
+SchedulerName = Annotated[str, Field(json_schema_extra={"enum": list(SCHEDULER_NAMES)})]
 #: how output files are encoded (``jpg`` has no transparency: stickers go on white)
 OutputFormat = Literal["png", "webp", "jpg"]
 
@@ -40,7 +42,7 @@ class GenerationRequest(BaseModel):
     height: Side | None = None
     steps: int | None = Field(default=None, ge=1, le=100)
     guidance_scale: float | None = Field(default=None, ge=0.0, le=30.0)
-    scheduler: str | None = None
+    scheduler: SchedulerName | None = None
     seed: int | None = Field(default=None, ge=-1, le=MAX_SEED)
     samples: int = Field(default=1, ge=1, le=4)
     lora_scale: float | None = Field(default=None, ge=0.0, le=4.0)

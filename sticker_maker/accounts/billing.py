@@ -146,7 +146,7 @@ def reserved_now(conn: Connection, key_id: str) -> float:
             ledger.c.kind == "reserve",
         )
     ).scalar()
-    return -float(value or 0.0)
+    return 0.0 - float(value or 0.0)  # never -0.0: nothing held is 0.0
 
 
 def usage(conn: Connection, key_id: str, *, limit: int = 50) -> list[dict[str, Any]]:

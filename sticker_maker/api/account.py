@@ -10,7 +10,9 @@ from sqlalchemy import func, select
 from sticker_maker.accounts import ApiKey, billing
 from sticker_maker.accounts.keys import balance_of
 from sticker_maker.accounts.limits import effective
+from sticker_maker.api import schemas
 from sticker_maker.api.auth import current_key
+from sticker_maker.api.contract import doc
 from sticker_maker.api.render import iso
 from sticker_maker.api.services import Services, services
 from sticker_maker.db import jobs
@@ -68,7 +70,11 @@ def account_body(db: Database, key: ApiKey, settings: Any, *, usage_limit: int) 
     }
 
 
-@router.get("/v1/account", summary="Your balance, reservations, limits and recent usage")
+@router.get(
+    "/v1/account",
+    summary="Your balance, reservations, limits and recent usage",
+    **doc(schemas.Account),
+)
 def account(
     usage: int = Query(50, ge=0, le=500, description="how many ledger rows to show"),
     key: ApiKey = Depends(current_key),

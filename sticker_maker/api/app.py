@@ -12,6 +12,8 @@ from sticker_maker import __version__
 from sticker_maker.api import (
     account,
     admin,
+    contract,
+    docs,
     errors,
     events,
     fallback,
@@ -103,8 +105,12 @@ def create_app(
         title="sticker-maker",
         version=__version__,
         description="Text prompt → die-cut stickers. Native job API plus wire-compatible "
-        "sticker-maker (/api/v1) and Segmind (/v1/<model>, /v2) routes.",
+        "sticker-maker (/api/v1), Segmind (/v1/<model>, /v2) and Replicate (/v1/predictions, "
+        "/v1/models) routes. A key goes in any of `Authorization: Bearer`, `x-api-key` or "
+        "`apikey`; each API answers errors in its own shape.",
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc come from api.docs, with local assets
+        redoc_url=None,
     )
     app.state.services = svc
     # an in-process worker (or, on PostgreSQL, a NOTIFY from any machine) wakes waiters
@@ -131,6 +137,7 @@ def create_app(
     app.include_router(files.router)
     app.include_router(metrics.router)
     app.include_router(health.router)  # /health (process up), /ready (database, storage)
+    app.include_router(docs.router)  # /docs, /redoc and their assets (offline)
 
     # Last: the catch-all /v1/<model> and /v2/<model> routes must not shadow the others.
     app.include_router(segmind.router)
@@ -138,6 +145,7 @@ def create_app(
     app.include_router(fallback.router)
     # The page and its assets (/, /web/...) after every API route: they never shadow one.
     app.include_router(web.router)
+    contract.install(app)  # /openapi.json says what these routes answer (api.contract)
     return app
 
 

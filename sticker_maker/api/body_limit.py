@@ -181,9 +181,11 @@ class BodyLimit:
         )
 
     async def _refuse(self, scope: Scope, send: Send, exc: StickerMakerError) -> None:
-        body = json.dumps(error_body(api_family(scope.get("path", "")), exc)).encode()
+        family = api_family(scope.get("path", ""))
+        body = json.dumps(error_body(family, exc)).encode()
+        media_type = b"application/problem+json" if family == "replicate" else b"application/json"
         headers = [
-            (b"content-type", b"application/json"),
+            (b"content-type", media_type),
             (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
         ]

@@ -26,6 +26,7 @@ from sticker_maker.errors import (
     ContentBlocked,
     FieldError,
     InvalidInput,
+    MethodNotAllowed,
     RateLimited,
     ServiceBusy,
     StickerMakerError,
@@ -134,6 +135,8 @@ def error_body(family: str, exc: StickerMakerError) -> dict[str, Any]:
 def error_headers(family: str, exc: StickerMakerError) -> dict[str, str]:
     """``Retry-After`` (whole seconds, rounded up) on 429/503; Segmind's reset time on 429."""
     headers: dict[str, str] = {}
+    if isinstance(exc, MethodNotAllowed):
+        headers["Allow"] = ", ".join(exc.allowed)
     if isinstance(exc, RateLimited | ServiceBusy):
         wait = max(1, math.ceil(exc.retry_after))
         headers["Retry-After"] = str(wait)
@@ -153,6 +156,22 @@ def error_response(request: Request, exc: StickerMakerError) -> JSONResponse:
     )
 
 
+#: said of a body that is not JSON a route can read: bad syntax, not UTF-8, nesting past
+#: the parser's recursion limit, or an integer of more than 4300 digits (as every API says it)
+NOT_JSON = "is not valid JSON"
+#: FastAPI's 400 when ``json.loads`` raised something else than a syntax error
+_FASTAPI_BODY_ERROR = "There was an error parsing the body"
+
+
+def _body_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """The validation errors, a JSON syntax error naming ``body`` (not its byte offset)."""
+    errors = list(exc.errors())
+    for i, err in enumerate(errors):
+        if err.get("type") == "json_invalid":
+            errors[i] = {**err, "loc": ("body",), "msg": NOT_JSON}
+    return errors
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(StickerMakerError)
     async def _known(request: Request, exc: StickerMakerError) -> JSONResponse:
@@ -160,10 +179,16 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(request, InvalidInput(validation_errors(exc.errors())))
+        return error_response(request, InvalidInput(validation_errors(_body_errors(exc))))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_ERROR:
+            return error_response(request, InvalidInput(NOT_JSON, "body"))  # nesting, huge int
+        if exc.status_code == 405:  # RFC 9110: a 405 says which methods the path takes
+            from sticker_maker.api.fallback import wrong_method
+
+            return error_response(request, wrong_method(request))
         err = StickerMakerError(str(exc.detail))
         err.status = exc.status_code
         err.code = {

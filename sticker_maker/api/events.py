@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sticker_maker.accounts import ApiKey
 from sticker_maker.api.auth import current_key
+from sticker_maker.api.contract import EVENT_STREAM, doc
 from sticker_maker.api.render import native_job
 from sticker_maker.api.services import Services, services
 from sticker_maker.api.waiting import JobWaiter
@@ -81,7 +82,7 @@ async def first_and_rest(jobs: AsyncIterator[Job]) -> tuple[Job, AsyncIterator[J
     "/v1/jobs/{job_id}/events",
     summary="A job's progress as server-sent events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    **doc(content=EVENT_STREAM),
 )
 async def job_events(
     job_id: str,

@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from sticker_maker.accounts import ApiKey
 from sticker_maker.api.auth import optional_key
+from sticker_maker.api.contract import BINARY, doc
 from sticker_maker.api.services import Services, services
 from sticker_maker.db import files
 from sticker_maker.errors import NotFound, ServiceBusy
@@ -35,7 +36,15 @@ def _not_found(name: str) -> NotFound:
     return NotFound(f"file {name[:100]} not found (outputs are kept for a limited time)")
 
 
-@router.get("/files/{name}", summary="Download an output file")
+@router.get(
+    "/files/{name}",
+    summary="Download an output file",
+    response_class=Response,
+    **doc(
+        content={t: BINARY for t in ("image/png", "image/webp", "image/jpeg")},
+        others={307: None},
+    ),
+)
 def get_file(
     name: str,
     key: ApiKey | None = Depends(optional_key),

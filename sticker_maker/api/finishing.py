@@ -17,14 +17,17 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from sticker_maker.accounts import ApiKey, lifecycle
+from sticker_maker.api import schemas
 from sticker_maker.api.auth import current_key
+from sticker_maker.api.contract import BINARY, doc, form_doc
 from sticker_maker.api.image_inputs import image_input
+from sticker_maker.api.native import PREFER, prefer_wait, waited
 from sticker_maker.api.render import base_url, native_job
 from sticker_maker.api.services import Services, services
 from sticker_maker.api.uploads import Upload, check_image, read_form
@@ -126,14 +129,7 @@ _FIELD_DOCS: dict[str, dict[str, Any]] = {
 
 def _form_doc(*names: str) -> dict[str, Any]:
     """OpenAPI request body of a multipart route (the route reads the form itself)."""
-    schema = {
-        "type": "object",
-        "required": ["image"],
-        "properties": {n: _FIELD_DOCS[n] for n in ("image", *names)},
-    }
-    return {
-        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
-    }
+    return form_doc({n: _FIELD_DOCS[n] for n in ("image", *names)})
 
 
 async def _read_upload(
@@ -200,18 +196,27 @@ def _upload_fields(upload: Upload, options: SplitOptions, svc: Services) -> dict
     status_code=201,
     summary="Cut out an uploaded image (a cutout job)",
     openapi_extra=_form_doc("remover", "border", "shadow", "trim", "holes", "preset"),
+    **doc(schemas.Job, 406, 413, status=201),
 )
 async def create_cutout(
-    request: Request, key: ApiKey = Depends(current_key), svc: Services = Depends(services)
+    request: Request,
+    response: Response,
+    prefer: str | None = PREFER,
+    key: ApiKey = Depends(current_key),
+    svc: Services = Depends(services),
 ) -> dict[str, Any]:
     """Queue a ``cutout`` job: multipart form with the ``image`` file and optional
     ``remover``, ``border``, ``shadow``, ``trim``, ``holes``, ``preset``. Its output is one
-    ``sticker`` (RGBA PNG). Poll ``GET /v1/jobs/{id}`` like any job."""
+    ``sticker`` (RGBA PNG). Poll ``GET /v1/jobs/{id}`` like any job, or send
+    ``Prefer: wait=N`` to get the finished job in this response."""
+    wait = prefer_wait(prefer)
     upload, options = await _read_upload(request, CutoutOptions, key, svc)
     fields = {**_upload_fields(upload, options, svc), "trim": options.trim, "holes": options.holes}
     job = await run_in_threadpool(
         _submit, svc, key, "cutout", upload, lambda name: CutoutInput(image=name, **fields)
     )
+    if wait:
+        job = await waited(request, response, key, job.id, wait)
     return await run_in_threadpool(_envelope, request, svc, job)
 
 
@@ -220,19 +225,27 @@ async def create_cutout(
     status_code=201,
     summary="Split an uploaded sticker sheet (a split job)",
     openapi_extra=_form_doc("remover", "border", "shadow", "preset"),
+    **doc(schemas.Job, 406, 413, status=201),
 )
 async def create_split(
-    request: Request, key: ApiKey = Depends(current_key), svc: Services = Depends(services)
+    request: Request,
+    response: Response,
+    prefer: str | None = PREFER,
+    key: ApiKey = Depends(current_key),
+    svc: Services = Depends(services),
 ) -> dict[str, Any]:
     """Queue a ``split`` job: multipart form with the sheet as ``image`` and optional
     ``border`` (default: in proportion, none when the art already has a white rim),
     ``shadow``, ``remover``, ``preset``. Output: one ``sticker`` per piece, in reading
-    order (``index`` 0..n-1)."""
+    order (``index`` 0..n-1). ``Prefer: wait=N`` as for cut-outs."""
+    wait = prefer_wait(prefer)
     upload, options = await _read_upload(request, SplitOptions, key, svc)
     fields = _upload_fields(upload, options, svc)
     job = await run_in_threadpool(
         _submit, svc, key, "split", upload, lambda name: SplitInput(image=name, **fields)
     )
+    if wait:
+        job = await waited(request, response, key, job.id, wait)
     return await run_in_threadpool(_envelope, request, svc, job)
 
 
@@ -282,12 +295,15 @@ def _attachment(name: str) -> dict[str, str]:
     "/v1/jobs/{job_id}/outputs/{n}/export/{target}",
     summary="Download a sticker output for an app or for print",
     response_class=Response,
-    responses={200: {"content": {t: {} for t in ("image/png", "image/webp", "image/svg+xml")}}},
+    **doc(None, 409, content={t: BINARY for t in ("image/png", "image/webp", "image/svg+xml")}),
 )
 def export_output(
     job_id: str,
-    n: str,
-    target: str,
+    n: str = Path(
+        description="the output's position in the job's `output` array",
+        json_schema_extra={"pattern": "^[0-9]{1,6}$"},
+    ),
+    target: str = Path(description="what to export for", json_schema_extra={"enum": [*EXPORTS]}),
     key: ApiKey = Depends(current_key),
     svc: Services = Depends(services),
 ) -> Response:
@@ -327,13 +343,21 @@ class PackSticker(BaseModel):
     output: int = Field(ge=0, le=999)
 
 
+def _pack_size() -> dict[str, int]:
+    """The pack's bounds, for its OpenAPI schema (read when the schema is built)."""
+    from sticker_maker.finishing._export import WHATSAPP_MAX_STICKERS, WHATSAPP_MIN_STICKERS
+
+    return {"minItems": WHATSAPP_MIN_STICKERS, "maxItems": WHATSAPP_MAX_STICKERS}
+
+
 class WhatsAppPackRequest(BaseModel):
     """A WhatsApp sticker pack from 3 to 30 sticker outputs of your jobs."""
 
     model_config = ConfigDict(extra="forbid")
 
     stickers: list[PackSticker] = Field(
-        description="3 to 30 sticker outputs: the job and the index in its output array"
+        description="3 to 30 sticker outputs: the job and the index in its output array",
+        json_schema_extra=lambda schema: schema.update(_pack_size()),
     )
     name: str = Field(min_length=1, max_length=128, description="the pack's name")
     publisher: str = Field(min_length=1, max_length=128, description="who made it")
@@ -357,7 +381,7 @@ class WhatsAppPackRequest(BaseModel):
     "/v1/exports/whatsapp-pack",
     summary="Zip sticker outputs as a WhatsApp sticker pack",
     response_class=Response,
-    responses={200: {"content": {"application/zip": {}}}},
+    **doc(None, 404, 409, content={"application/zip": BINARY}),
 )
 def whatsapp_pack_export(
     body: WhatsAppPackRequest,

@@ -24,6 +24,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from sticker_maker import __version__
+from sticker_maker.api import schemas
+from sticker_maker.api.contract import doc
 from sticker_maker.api.services import Services, services
 from sticker_maker.faults import is_disk_full, unavailable
 
@@ -36,12 +38,16 @@ LOW_SPACE_BYTES = 16 * 1024 * 1024
 CHECK_TIMEOUT = 3.0
 
 
-@router.get("/health", summary="Liveness: the process is up")
+@router.get("/health", summary="Liveness: the process is up", **doc(schemas.Health))
 async def health() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
-@router.get("/ready", summary="Readiness: the database and the storage answer")
+@router.get(
+    "/ready",
+    summary="Readiness: the database and the storage answer",
+    **doc(schemas.Ready, others={503: schemas.Ready}),
+)
 def ready(svc: Services = Depends(services)) -> JSONResponse:
     checks = readiness(svc)
     ok = checks["database"] == "ok" and checks["storage"] == "ok"

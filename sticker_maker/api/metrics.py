@@ -30,6 +30,7 @@ from sqlalchemy import func, select
 import sticker_maker.metrics  # noqa: F401  (registers this process's metrics)
 from sticker_maker.accounts import ApiKey
 from sticker_maker.api.auth import admin_key
+from sticker_maker.api.contract import doc
 from sticker_maker.api.services import Services, services
 from sticker_maker.db import jobs, workers
 from sticker_maker.jobs import JobStatus
@@ -109,7 +110,12 @@ class DatabaseCollector:
         yield ages
 
 
-@router.get("/metrics", summary="Prometheus metrics (admin key)", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (admin key)",
+    response_class=Response,
+    **doc(content={"text/plain": {"schema": {"type": "string"}}}),
+)
 def metrics(
     request: Request, svc: Services = Depends(services), _admin: ApiKey = Depends(admin_key)
 ) -> Response:

@@ -10,7 +10,9 @@ from pydantic import Field
 from starlette.concurrency import run_in_threadpool
 
 from sticker_maker.accounts import ApiKey, idempotency, webhooks
+from sticker_maker.api import schemas
 from sticker_maker.api.auth import current_key, read
+from sticker_maker.api.contract import doc
 from sticker_maker.api.references import (
     PendingReference,
     ReferenceFields,
@@ -71,16 +73,32 @@ class JobRequest(GenerationRequest, ReferenceFields):
     )
 
 
-@router.post("/v1/jobs", status_code=201, summary="Submit a generation job")
+#: the ``Prefer`` header of the routes that queue a native job (submit, cut-outs, splits)
+PREFER = Header(
+    None,
+    description="`wait=N` (1-60, or `wait` alone for 60): answer when the job finishes, "
+    "or with the envelope as it stands after N seconds.",
+)
+
+
+async def waited(request: Request, response: Response, key: ApiKey, job_id: str, wait: int) -> Job:
+    """The job once finished, or as it stands after ``wait`` seconds (``Prefer: wait``)."""
+    job = await request.app.state.waiter.wait(job_id, key.id, wait, gone=request.is_disconnected)
+    response.headers["Preference-Applied"] = f"wait={wait}"
+    return job
+
+
+@router.post(
+    "/v1/jobs",
+    status_code=201,
+    summary="Submit a generation job",
+    **doc(schemas.Job, 406, 409, 422, status=201),
+)
 async def create_job(
     body: JobRequest,
     request: Request,
     response: Response,
-    prefer: str | None = Header(
-        None,
-        description="`wait=N` (1-60, or `wait` alone for 60): answer when the job finishes, "
-        "or with the envelope as it stands after N seconds.",
-    ),
+    prefer: str | None = PREFER,
     key: ApiKey = Depends(current_key),
     svc: Services = Depends(services),
     idempotency_key: str | None = Header(
@@ -103,10 +121,7 @@ async def create_job(
     submitted = await run_in_threadpool(_submit, body, request, key, svc, idempotency_key, pending)
     if isinstance(submitted, JSONResponse) or not wait:
         return submitted  # an idempotent replay answers as the first request did
-    job = await request.app.state.waiter.wait(
-        submitted["id"], key.id, wait, gone=request.is_disconnected
-    )
-    response.headers["Preference-Applied"] = f"wait={wait}"
+    job = await waited(request, response, key, submitted["id"], wait)
     return await run_in_threadpool(_envelope, request, svc, job)
 
 
@@ -159,7 +174,7 @@ def _submit(
     return envelope
 
 
-@router.get("/v1/jobs", summary="Your recent jobs")
+@router.get("/v1/jobs", summary="Your recent jobs", **doc(schemas.JobList))
 def list_jobs(
     request: Request,
     limit: int = Query(50, ge=1, le=200),
@@ -171,7 +186,7 @@ def list_jobs(
     }
 
 
-@router.get("/v1/jobs/{job_id}", summary="A job's envelope", response_model=None)
+@router.get("/v1/jobs/{job_id}", summary="A job's envelope", **doc(schemas.Job))
 async def get_job(
     job_id: str,
     request: Request,
@@ -183,7 +198,9 @@ async def get_job(
     return JSONResponse(native_job(request, svc, job, position=position))
 
 
-@router.post("/v1/jobs/{job_id}/cancel", summary="Cancel a queued or running job")
+@router.post(
+    "/v1/jobs/{job_id}/cancel", summary="Cancel a queued or running job", **doc(schemas.Job)
+)
 def cancel_job(
     job_id: str,
     request: Request,
@@ -194,7 +211,7 @@ def cancel_job(
     return _envelope(request, svc, svc.jobs.request_cancel(job_id, key.id))
 
 
-@router.get("/v1/presets", summary="Available presets")
+@router.get("/v1/presets", summary="Available presets", **doc(schemas.PresetList))
 def list_presets(svc: Services = Depends(services)) -> dict[str, Any]:
     return {
         "presets": [

@@ -37,8 +37,9 @@ from sqlalchemy import and_, or_, select, update
 from starlette.concurrency import run_in_threadpool
 
 from sticker_maker.accounts import ApiKey, webhooks
-from sticker_maker.api import face_to_sticker
+from sticker_maker.api import face_to_sticker, schemas
 from sticker_maker.api.auth import current_key, read
+from sticker_maker.api.contract import EVENT_STREAM, doc
 from sticker_maker.api.events import HEADERS, first_and_rest, sse, watch
 from sticker_maker.api.native import prefer_wait
 from sticker_maker.api.references import PendingReference, ReferenceFields, read_reference
@@ -101,7 +102,12 @@ _PREFER = Header(
 # -- create ---------------------------------------------------------------------------
 
 
-@router.post("/v1/predictions", status_code=201, summary="Create a prediction (by version)")
+@router.post(
+    "/v1/predictions",
+    status_code=201,
+    summary="Create a prediction (by version)",
+    **doc(schemas.Prediction, 404, 406, status=201),
+)
 async def create_prediction(
     body: PredictionBody,
     request: Request,
@@ -120,6 +126,7 @@ async def create_prediction(
     "/v1/models/{owner}/{name}/predictions",
     status_code=201,
     summary="Create a prediction (a model's latest version)",
+    **doc(schemas.Prediction, 406, status=201),
 )
 async def create_model_prediction(
     owner: str,
@@ -139,6 +146,7 @@ async def create_model_prediction(
     "/v1/deployments/{owner}/{name}/predictions",
     status_code=201,
     summary="Create a prediction (a deployment: each model is one, of its latest version)",
+    **doc(schemas.Prediction, 406, status=201),
 )
 async def create_deployment_prediction(
     owner: str,
@@ -270,7 +278,9 @@ async def _job(svc: Services, prediction_id: str, key: ApiKey) -> Job:
         raise _not_found(prediction_id) from None
 
 
-@router.get("/v1/predictions/{prediction_id}", summary="Get a prediction")
+@router.get(
+    "/v1/predictions/{prediction_id}", summary="Get a prediction", **doc(schemas.Prediction)
+)
 async def get_prediction(
     prediction_id: str,
     request: Request,
@@ -281,7 +291,11 @@ async def get_prediction(
     return JSONResponse(_render(request, svc, job))
 
 
-@router.post("/v1/predictions/{prediction_id}/cancel", summary="Cancel a prediction")
+@router.post(
+    "/v1/predictions/{prediction_id}/cancel",
+    summary="Cancel a prediction",
+    **doc(schemas.Prediction),
+)
 def cancel_prediction(
     prediction_id: str,
     request: Request,
@@ -296,7 +310,11 @@ def cancel_prediction(
     return _render(request, svc, svc.jobs.request_cancel(job.id, key.id))
 
 
-@router.get("/v1/predictions", summary="List your predictions (newest first)")
+@router.get(
+    "/v1/predictions",
+    summary="List your predictions (newest first)",
+    **doc(schemas.PredictionPage),
+)
 def list_predictions(
     request: Request,
     cursor: str | None = Query(None, max_length=100, description="from a page's `next`"),
@@ -338,7 +356,7 @@ def list_predictions(
     "/v1/predictions/{prediction_id}/stream",
     summary="A prediction's logs and output as server-sent events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    **doc(content=EVENT_STREAM),
 )
 async def stream_prediction(
     prediction_id: str,
@@ -414,7 +432,7 @@ def _model_body(name: str, request: Request, svc: Services) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/models", summary="Every model here (each preset)")
+@router.get("/v1/models", summary="Every model here (each preset)", **doc(schemas.ModelPage))
 def list_models(request: Request, svc: Services = Depends(services)) -> dict[str, Any]:
     names = sorted({v[1][0].model for v in catalogue(svc).models.values()})
     return {
@@ -424,14 +442,20 @@ def list_models(request: Request, svc: Services = Depends(services)) -> dict[str
     }
 
 
-@router.get("/v1/models/{owner}/{name}", summary="A model and its latest version")
+@router.get(
+    "/v1/models/{owner}/{name}", summary="A model and its latest version", **doc(schemas.Model)
+)
 def get_model(
     owner: str, name: str, request: Request, svc: Services = Depends(services)
 ) -> dict[str, Any]:
     return _model_body(f"{owner}/{name}", request, svc)
 
 
-@router.get("/v1/models/{owner}/{name}/versions", summary="A model's versions, newest first")
+@router.get(
+    "/v1/models/{owner}/{name}/versions",
+    summary="A model's versions, newest first",
+    **doc(schemas.VersionPage),
+)
 def list_versions(owner: str, name: str, svc: Services = Depends(services)) -> dict[str, Any]:
     _, _, versions = catalogue(svc).model(owner, name)
     return {
@@ -441,7 +465,11 @@ def list_versions(owner: str, name: str, svc: Services = Depends(services)) -> d
     }
 
 
-@router.get("/v1/models/{owner}/{name}/versions/{version_id}", summary="One version")
+@router.get(
+    "/v1/models/{owner}/{name}/versions/{version_id}",
+    summary="One version",
+    **doc(schemas.Version),
+)
 def get_version(
     owner: str, name: str, version_id: str, svc: Services = Depends(services)
 ) -> dict[str, Any]:
@@ -452,7 +480,11 @@ def get_version(
 # -- webhooks ---------------------------------------------------------------------------
 
 
-@router.get("/v1/webhooks/default/secret", summary="The secret webhooks are signed with")
+@router.get(
+    "/v1/webhooks/default/secret",
+    summary="The secret webhooks are signed with",
+    **doc(schemas.WebhookSecret),
+)
 def webhook_secret(key: ApiKey = Depends(current_key)) -> dict[str, str | None]:
     """Your key's ``whsec_…``; check deliveries with ``replicate.webhooks.validate``."""
     return {"key": key.webhook_secret}

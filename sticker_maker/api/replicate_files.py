@@ -23,7 +23,9 @@ from sqlalchemy import delete, insert, select
 from starlette.concurrency import run_in_threadpool
 
 from sticker_maker.accounts import ApiKey
+from sticker_maker.api import schemas
 from sticker_maker.api.auth import current_key
+from sticker_maker.api.contract import BINARY, doc, form_doc
 from sticker_maker.api.render import base_url, iso
 from sticker_maker.api.services import Services, services
 from sticker_maker.api.uploads import check_image, read_form
@@ -38,6 +40,14 @@ router = APIRouter(tags=["Replicate compatible"])
 UPLOAD_PATH = "/v1/files"
 MAX_LISTED = 100
 MAX_METADATA = 4096
+FILE_FORM = {
+    "content": {
+        "type": "string",
+        "format": "binary",
+        "description": "the image: PNG, JPEG or WebP (checked as /v1/cutouts checks uploads)",
+    },
+    "metadata": {"type": "string", "description": "a JSON object to keep with the file"},
+}
 
 
 def _file_body(row: Any, root: str, retention: float) -> dict[str, Any]:
@@ -68,7 +78,13 @@ def _metadata(fields: dict[str, str]) -> dict[str, Any]:
     return value
 
 
-@router.post(UPLOAD_PATH, status_code=201, summary="Upload a file to use as an image input")
+@router.post(
+    UPLOAD_PATH,
+    status_code=201,
+    summary="Upload a file to use as an image input",
+    openapi_extra=form_doc(FILE_FORM, ("content",)),
+    **doc(schemas.File, 413, status=201),
+)
 async def create_file(
     request: Request,
     key: ApiKey = Depends(current_key),
@@ -119,7 +135,7 @@ def _row(svc: Services, file_id: str, key: ApiKey) -> Any:
     return row
 
 
-@router.get(UPLOAD_PATH, summary="Your uploaded files, newest first")
+@router.get(UPLOAD_PATH, summary="Your uploaded files, newest first", **doc(schemas.FilePage))
 def list_files(
     request: Request, key: ApiKey = Depends(current_key), svc: Services = Depends(services)
 ) -> dict[str, Any]:
@@ -138,7 +154,7 @@ def list_files(
     return {"results": [_file_body(r, root, keep) for r in rows], "next": None, "previous": None}
 
 
-@router.get(UPLOAD_PATH + "/{file_id}", summary="One uploaded file")
+@router.get(UPLOAD_PATH + "/{file_id}", summary="One uploaded file", **doc(schemas.File))
 def get_file(
     file_id: str,
     request: Request,
@@ -149,7 +165,12 @@ def get_file(
     return _file_body(row, base_url(request, svc), svc.settings.retention_seconds)
 
 
-@router.get(UPLOAD_PATH + "/{file_id}/download", summary="An uploaded file's bytes")
+@router.get(
+    UPLOAD_PATH + "/{file_id}/download",
+    summary="An uploaded file's bytes",
+    response_class=Response,
+    **doc(content={"image/png": BINARY}),
+)
 def download_file(
     file_id: str, key: ApiKey = Depends(current_key), svc: Services = Depends(services)
 ) -> Response:
@@ -161,7 +182,12 @@ def download_file(
     return Response(data, media_type=row["content_type"])
 
 
-@router.delete(UPLOAD_PATH + "/{file_id}", status_code=204, summary="Delete an uploaded file")
+@router.delete(
+    UPLOAD_PATH + "/{file_id}",
+    status_code=204,
+    summary="Delete an uploaded file",
+    **doc(status=204, description="Deleted"),
+)
 def delete_file(
     file_id: str, key: ApiKey = Depends(current_key), svc: Services = Depends(services)
 ) -> Response:

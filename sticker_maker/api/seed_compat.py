@@ -11,7 +11,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 
 from sticker_maker.accounts import ApiKey
+from sticker_maker.api import schemas
 from sticker_maker.api.auth import current_key
+from sticker_maker.api.contract import body_doc, doc
 from sticker_maker.api.render import file_url, iso, rounded
 from sticker_maker.api.services import Services, services
 from sticker_maker.errors import InvalidInput, NotFound
@@ -56,7 +58,12 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return body
 
 
-@router.post("/api/v1/generate", summary="Submit (sticker-maker API)")
+@router.post(
+    "/api/v1/generate",
+    summary="Submit (sticker-maker API)",
+    openapi_extra=body_doc(schemas.SeedGenerate),
+    **doc(schemas.SeedSubmitted, 406, 422),
+)
 async def generate(
     request: Request,
     key: ApiKey = Depends(current_key),
@@ -84,7 +91,7 @@ async def generate(
     return _ok("post success.", {"tid": job.id})
 
 
-@router.get("/api/v1/result", summary="Poll (sticker-maker API)")
+@router.get("/api/v1/result", summary="Poll (sticker-maker API)", **doc(schemas.SeedResult, 404))
 def result(
     request: Request,
     tid: str = Query(..., description="the tid returned by /api/v1/generate"),

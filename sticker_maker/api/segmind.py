@@ -33,14 +33,22 @@ from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 
 from sticker_maker.accounts import ApiKey, billing
+from sticker_maker.api import schemas
 from sticker_maker.api.auth import current_key
-from sticker_maker.api.errors import NATIVE_PREFIXES, REPLICATE_PREFIXES
+from sticker_maker.api.contract import BINARY, body_doc, doc
+from sticker_maker.api.errors import NATIVE_PREFIXES, NOT_JSON, REPLICATE_PREFIXES
 from sticker_maker.api.render import base_url, file_url, rounded
 from sticker_maker.api.services import Services, services
 from sticker_maker.api.waiting import JobWaiter
 from sticker_maker.errors import FieldError, InvalidInput, NotFound, SyncTimeout
 from sticker_maker.jobs import Job, JobStatus, OutputFile
-from sticker_maker.params import GenerationRequest, JobInput, resolve, validation_errors
+from sticker_maker.params import (
+    GenerationRequest,
+    JobInput,
+    SchedulerName,
+    resolve,
+    validation_errors,
+)
 from sticker_maker.presets import Preset, PresetRegistry
 
 log = logging.getLogger("sticker_maker.api")
@@ -99,7 +107,7 @@ class SegmindParameters(BaseModel):
 
     prompt: str = Field(description="What to draw.")
     negative_prompt: str = Field("", description="What to avoid.")
-    scheduler: str | None = Field(None, description="Sampler, e.g. UniPC (preset's default).")
+    scheduler: SchedulerName | None = Field(None, description="Sampler (preset's default).")
     num_inference_steps: int | None = Field(None, ge=1, le=100, description="Hosted: 20-100.")
     guidance_scale: float | None = Field(None, ge=0, le=30, description="Hosted: 0.1-25.")
     samples: int = Field(1, ge=1, le=4)
@@ -114,12 +122,7 @@ class SegmindParameters(BaseModel):
     lora_scale: float | None = Field(None, ge=0, le=4, description="LoRA weight (preset's).")
 
 
-_BODY_DOCS = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": SegmindParameters.model_json_schema()}},
-    }
-}
+_BODY_DOCS = body_doc(SegmindParameters)
 
 
 # -- pricing --------------------------------------------------------------------
@@ -140,8 +143,8 @@ def job_cost(svc: Services, job: Job) -> float:
 async def _parameters(request: Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.body() or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidInput("is not valid JSON", "body") from None
+    except (ValueError, RecursionError):  # bad JSON or UTF-8, absurd nesting, huge integers
+        raise InvalidInput(NOT_JSON, "body") from None
     if not isinstance(body, dict):
         raise InvalidInput('must be a JSON object of parameters, e.g. {"prompt": "…"}', "body")
     return body
@@ -246,8 +249,8 @@ def _request_job(svc: Services, request_id: str, key: ApiKey) -> Job:
     "/v1/{slug:segmind_model}",
     summary="Run a model synchronously (Segmind v1)",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}, "application/json": {}}}},
     openapi_extra=_BODY_DOCS,
+    **doc(schemas.SegmindImages, 404, 406, 422, 504, content={"image/png": BINARY}),
 )
 async def run_sync(
     slug: str,
@@ -312,7 +315,11 @@ def _sync_answer(svc: Services, job: Job, as_base64: bool, headers: dict[str, st
 # -- v2: queue ------------------------------------------------------------------
 
 
-@router.get("/v2/requests/{request_id}/status", summary="Request status (Segmind v2)")
+@router.get(
+    "/v2/requests/{request_id}/status",
+    summary="Request status (Segmind v2)",
+    **doc(schemas.SegmindStatus, 422),
+)
 def request_status(
     request_id: str,
     key: ApiKey = Depends(current_key),
@@ -333,7 +340,11 @@ def request_status(
     return JSONResponse(body)
 
 
-@router.get("/v2/requests/{request_id}", summary="Request result (Segmind v2)")
+@router.get(
+    "/v2/requests/{request_id}",
+    summary="Request result (Segmind v2)",
+    **doc(schemas.SegmindResult, 422),
+)
 def request_result(
     request_id: str,
     request: Request,
@@ -370,7 +381,10 @@ def request_result(
 
 
 @router.post(
-    "/v2/{slug:segmind_model}", summary="Queue a model run (Segmind v2)", openapi_extra=_BODY_DOCS
+    "/v2/{slug:segmind_model}",
+    summary="Queue a model run (Segmind v2)",
+    openapi_extra=_BODY_DOCS,
+    **doc(schemas.SegmindQueued, 404, 406, 422),
 )
 async def submit(
     slug: str,

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response
 
+from sticker_maker.api.contract import BINARY, doc
 from sticker_maker.api.services import Services, services
 from sticker_maker.errors import NotFound
 
@@ -70,7 +71,11 @@ def _content_security_policy(public_url: str | None) -> str:
     )
 
 
-@router.get("/", summary="The web app")
+@router.get(
+    "/",
+    summary="The web app",
+    **doc(content={"text/html": {"schema": {"type": "string"}}}, others={304: None}),
+)
 def index(request: Request, svc: Services = Depends(services)) -> Response:
     version = assets_version()
     etag = f'"{version}"'
@@ -87,7 +92,7 @@ def index(request: Request, svc: Services = Depends(services)) -> Response:
     return Response(html, media_type="text/html; charset=utf-8", headers=headers)
 
 
-@router.get("/web/{version}/{path:path}", summary="A web app asset")
+@router.get("/web/{version}/{path:path}", summary="A web app asset", **doc(content={"*/*": BINARY}))
 def asset(version: str, path: str) -> Response:
     target = (WEB_DIR / path).resolve()
     if (
