@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from sticker_maker import expressions as builtin
 from sticker_maker.accounts import ApiKey
 from sticker_maker.api.auth import current_key
+from sticker_maker.api.contract import BINARY, doc
 from sticker_maker.api.references import (
     PendingReference,
     ReferenceFields,
@@ -169,7 +170,7 @@ class ExpressionList(BaseModel):
 # -- routes -------------------------------------------------------------------------------
 
 
-@router.get("/v1/expressions", summary="The built-in expressions of packs")
+@router.get("/v1/expressions", summary="The built-in expressions of packs", **doc(ExpressionList))
 def list_expressions() -> ExpressionList:
     """What ``count: N`` draws from (the first N), each with its emoji and prompt words."""
     return ExpressionList(
@@ -177,7 +178,12 @@ def list_expressions() -> ExpressionList:
     )
 
 
-@router.post("/v1/packs", status_code=201, summary="Make a pack: one character, many expressions")
+@router.post(
+    "/v1/packs",
+    status_code=201,
+    summary="Make a pack: one character, many expressions",
+    **doc(PackJob, 406, 422, status=201),
+)
 async def create_pack(
     body: PackRequest,
     request: Request,
@@ -309,11 +315,11 @@ def _name(job: Job) -> str:
     "/v1/packs/{job_id}/export/{target}",
     summary="Download a whole pack for WhatsApp or Telegram",
     response_class=Response,
-    responses={200: {"content": {"application/zip": {}}}},
+    **doc(None, 409, content={"application/zip": BINARY}, description="the pack as a zip"),
 )
 def export_pack(
     job_id: str,
-    target: str,
+    target: str = Path(description="the app", json_schema_extra={"enum": [*PACK_TARGETS]}),
     name: str | None = Query(
         None, min_length=1, max_length=128, description="the pack's name (default: character)"
     ),
