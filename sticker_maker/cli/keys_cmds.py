@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from sticker_maker.accounts import KeyStore
 
 keys_app = typer.Typer(
+    # plain help (click's): words are never cut, text is never read as markup
+    rich_markup_mode=None,
     help="Create and manage API keys and their credits (works on the database directly).",
     no_args_is_help=True,
 )

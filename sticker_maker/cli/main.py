@@ -19,6 +19,8 @@ from rich.markup import escape
 from sticker_maker.cli.finishing_cmds import Holes
 
 app = typer.Typer(
+    # plain help (click's): words are never cut, text is never read as markup
+    rich_markup_mode=None,
     name="sticker-maker",
     help="Turn a text prompt into ready-to-use stickers: run the service, manage API keys, "
     "generate and finish stickers locally or on a service (--server), manage your jobs.",
@@ -46,6 +48,16 @@ PresetsOpt = Annotated[
         help="TOML file that overrides or adds presets (see README). "
         "Default: $STICKER_MAKER_PRESETS.",
         show_default=False,
+    ),
+]
+
+VerboseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        help="Let diffusers, transformers, huggingface_hub and tqdm print their warnings "
+        "and progress bars (off by default, also in the model process; env "
+        "STICKER_MAKER_VERBOSE=1).",
     ),
 ]
 
@@ -251,6 +263,7 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Start the HTTP API (and, by default, an in-process worker).
 
@@ -262,6 +275,9 @@ def serve(
     --database postgresql://…, --storage s3://…, --no-worker on API replicas and
     `sticker-maker worker` on each GPU.
     """
+    from sticker_maker.quiet import quiet_ml_libraries
+
+    quiet_ml_libraries(verbose or None)  # before the libraries are imported
     import uvicorn
 
     from sticker_maker.api import create_app

@@ -28,7 +28,8 @@ const LABELS = {
   print: "Print files",
 };
 
-/** The sticker outputs of a job, each with `n`, its position in the job's output array. */
+/** The sticker outputs of a job, each with `n`, its position in the job's output array
+ * (for element ids only: exports and packs name a sticker by its `index`). */
 export function stickersOf(job) {
   const all = (job.output || []).map((o, n) => ({ ...o, n }));
   const stickers = all.filter((o) => o.kind === "sticker");
@@ -195,14 +196,14 @@ function renderCard(job, output, actions) {
 
   const pack = card.querySelector("[data-action='pack']");
   const syncPack = () => {
-    const inPack = actions.pack.has(job.id, output.n);
+    const inPack = actions.pack.has(job.id, output.index);
     pack.setAttribute("aria-pressed", String(inPack));
     pack.textContent = inPack ? "Remove from WhatsApp pack" : "Add to WhatsApp pack";
   };
   syncPack();
   actions.pack.onChange(syncPack);
   pack.addEventListener("click", () => {
-    actions.pack.toggle({ job_id: job.id, output: output.n, url: output.url });
+    actions.pack.toggle({ job_id: job.id, output: output.index, url: output.url });
     menu.open = false;
   });
 
@@ -221,7 +222,7 @@ function renderCard(job, output, actions) {
 }
 
 async function downloadExport(job, output, target, name) {
-  const path = `v1/jobs/${encodeURIComponent(job.id)}/outputs/${output.n}/export/${target}`;
+  const path = `v1/jobs/${encodeURIComponent(job.id)}/outputs/${output.index}/export/${target}`;
   const response = await api(path, { raw: true });
   const blob = await response.blob();
   // our name (prompt and seed), with the extension the service chose

@@ -160,6 +160,7 @@ class Recorder:
                             width=width,
                             height=height,
                             content_type=content_type(name),
+                            empty=kind == "sticker" and sticker.empty,
                         )
                     )
         except Exception as exc:
