@@ -44,7 +44,7 @@ def quiet_ml_libraries(verbose: bool | None = None) -> bool:
         return False
     for name, value in QUIET_ENV.items():
         os.environ.setdefault(name, value)
-    pattern = r"(%s)(\..*)?$" % "|".join(LIBRARIES)
+    pattern = "(" + "|".join(LIBRARIES) + r")(\..*)?$"
     warnings.filterwarnings("ignore", module=pattern)
     # the same for FutureWarnings raised on the libraries' behalf from torch's modules
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch(\..*)?$")

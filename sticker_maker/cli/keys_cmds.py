@@ -136,6 +136,14 @@ def keys_create(
         "Store it now: it cannot be shown again.",
         highlight=False,
     )
+    if credits == 0 and not admin:  # its first job would be refused (406): say so now
+        err.print(
+            f"It has no credits yet, so jobs are refused until you grant some: "
+            f"sticker-maker keys grant {new.key.prefix} 1000",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     print(new.secret)
 
 

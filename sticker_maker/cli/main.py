@@ -60,6 +60,8 @@ VerboseOpt = Annotated[
         "STICKER_MAKER_VERBOSE=1).",
     ),
 ]
+#: what the start-up banner suggests: a key its first job can use (README, "Two commands")
+FIRST_KEY_COMMAND = "sticker-maker keys create --credits 1000"
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -322,7 +324,13 @@ def serve(
         else "database and storage as configured"
     )
     err.print(f"sticker-maker: {where}, listening on http://{host}:{port}")
-    err.print("Create a key with: sticker-maker keys create" + _home_flag(home))
+    # a key with credits: one made without any gets 406 on its first job
+    err.print(
+        f"Create a key with: {FIRST_KEY_COMMAND}{_home_flag(home)}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,  # one line, to copy whole
+    )
     # the service's own lines (one per job start and end) beside uvicorn's
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.DEBUG),  # uvicorn's "trace" too
