@@ -6,7 +6,6 @@ from __future__ import annotations
 import shlex
 
 import httpx
-
 from conftest import RunningServer, cli
 
 
