@@ -482,3 +482,51 @@ def test_a_refused_prompt_is_explained_in_words(browser: Any, server: RunningSer
     assert "Nothing was queued or charged" in detail and "nude" not in detail
     shot(page, "14-refused-by-content-policy")
     page.context.close()
+
+
+def _tall_or_wide(size: tuple[int, int]) -> bytes:
+    """A filled ellipse filling most of a tall or wide canvas, on white."""
+    from PIL import ImageDraw
+
+    from .browser import png_bytes
+
+    img = Image.new("RGB", size, "white")
+    w, h = size
+    ImageDraw.Draw(img).ellipse(
+        (w // 10, h // 10, w - w // 10, h - h // 10),
+        fill=(50, 100, 220),
+        outline=(20, 20, 20),
+        width=3,
+    )
+    return png_bytes(img)
+
+
+@pytest.mark.parametrize(("name", "size"), [("tall", (250, 337)), ("wide", (420, 180))])
+def test_tall_and_wide_stickers_fit_their_card(
+    browser: Any, server: RunningServer, name: str, size: tuple[int, int]
+) -> None:
+    page = new_page(browser, server, key=server.new_key())
+    page.click("#tab-upload")
+    page.set_input_files(
+        "#upload-file",
+        {"name": f"{name}.png", "mimeType": "image/png", "buffer": _tall_or_wide(size)},
+    )
+    page.wait_for_selector("#upload-preview:not([hidden])")
+    page.click("#cut-out")
+    batch = wait_for_stickers(page, 1)
+    boxes = batch.locator(".card-image").first.evaluate(
+        """(box) => {
+          const img = box.querySelector('img');
+          const b = box.getBoundingClientRect(), i = img.getBoundingClientRect();
+          return { box: [b.left, b.top, b.right, b.bottom], img: [i.left, i.top, i.right, i.bottom],
+                   natural: [img.naturalWidth, img.naturalHeight] };
+        }"""
+    )
+    (bl, bt, br, bb), (il, it, ir, ib) = boxes["box"], boxes["img"]
+    # the picture's box lies inside its card (object-fit: contain shows it whole inside)
+    assert bl <= il and bt <= it and ir <= br and ib <= bb, boxes
+    natural_w, natural_h = boxes["natural"]
+    assert (natural_h > natural_w) == (name == "tall"), boxes  # really tall / wide
+    shot(page, f"12-{name}-sticker")
+    assert page.errors == []
+    page.context.close()
