@@ -113,8 +113,11 @@ function renderCard(job, output, actions) {
   const card = document.getElementById("card-template").content.firstElementChild.cloneNode(true);
   const name = baseName(job, output);
   const describedBy = `card-${job.id}-${output.n}`;
+  const original = (job.output || []).find((o) => o.kind === "image" && o.index === output.index);
+  // an empty sticker (the cut-out found nothing): show the picture as made, and say so
+  const shown = output.empty && original ? original : output;
   const img = card.querySelector("img");
-  img.src = output.url;
+  img.src = shown.url;
   img.alt =
     job.kind === "generate"
       ? `Sticker of ${job.input.prompt} (seed ${output.seed})`
@@ -139,7 +142,7 @@ function renderCard(job, output, actions) {
 
   card.querySelector("[data-action='png']").addEventListener("click", async (event) => {
     await busy(event.currentTarget, async () => {
-      saveBlob(await fetchBlob(output.url), `${name}.png`);
+      saveBlob(await fetchBlob(shown.url), `${name}.png`);
       toast("PNG downloaded");
     });
   });
@@ -153,7 +156,7 @@ function renderCard(job, output, actions) {
     }
     await busy(event.currentTarget, async () => {
       // a promise inside the item keeps the click's permission while the PNG downloads
-      const item = new ClipboardItem({ "image/png": fetchBlob(output.url) });
+      const item = new ClipboardItem({ "image/png": fetchBlob(shown.url) });
       await navigator.clipboard.write([item]);
       toast("Copied — paste it into any app");
     });
@@ -164,7 +167,7 @@ function renderCard(job, output, actions) {
     share.hidden = false;
     share.addEventListener("click", async (event) => {
       await busy(event.currentTarget, async () => {
-        const blob = await fetchBlob(output.url);
+        const blob = await fetchBlob(shown.url);
         const file = new File([blob], `${name}.png`, { type: "image/png" });
         try {
           await navigator.share({ files: [file], title: jobTitle(job) });
@@ -207,10 +210,22 @@ function renderCard(job, output, actions) {
     menu.open = false;
   });
 
-  const original = (job.output || []).find((o) => o.kind === "image" && o.index === output.index);
   const link = card.querySelector("[data-action='original']");
   if (original) link.href = original.url;
   else link.remove();
+
+  if (output.empty) {
+    card.classList.add("empty-sticker");
+    const note = document.createElement("p");
+    note.className = "card-note";
+    note.id = `${describedBy}-empty`;
+    note.textContent =
+      "No sticker: nothing was found to cut out, so this is the picture as made. " +
+      "Try another seed or description.";
+    card.querySelector(".card-meta").after(note);
+    img.alt = `Picture without a sticker (seed ${output.seed}): nothing was found to cut out`;
+    menu.hidden = true; // exports and packs need a sticker
+  }
 
   menu.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && menu.open) {
