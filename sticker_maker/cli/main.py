@@ -7,6 +7,7 @@ and the client commands start fast.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -448,10 +449,13 @@ def generate(
         generate_remote(server, api_key, output, prompt, preset, params)
         return
 
+    from sticker_maker.config import ENV_PRESETS
     from sticker_maker.errors import StickerMakerError
     from sticker_maker.params import parse_request, resolve
     from sticker_maker.presets import load_presets
 
+    if presets is None and os.environ.get(ENV_PRESETS):  # as --help says
+        presets = Path(os.environ[ENV_PRESETS])
     try:
         registry = load_presets(presets)
         job = resolve(parse_request(raw), registry)
