@@ -25,9 +25,9 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import RunningServer
+from PIL import Image, ImageDraw
 
 pytestmark = pytest.mark.slow  # a real server, the CLI and the clients: about 3 minutes
-from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
