@@ -113,7 +113,7 @@ def place(
         "http://127.0.0.1:8000": shared_server.url,
         "http://gpu-box:8000": shared_server.url,
         "localhost:8000": host,
-        "sm_AbCd1234": other.rsplit("_", 1)[0],
+        "sm_AbCd1234": other[: other.index("_", 3)],  # its prefix, sm_<id>
         "sm_…": key,
     }
     yield {"folder": folder, "env": env, "swaps": swaps, "key": key, "url": shared_server.url}

@@ -31,8 +31,10 @@ subprocess.run([sys.executable, "-c", child], check=True)
 
 
 def _run(verbose: bool) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TQDM_", "HF_HUB_"))}
-    env.pop("STICKER_MAKER_VERBOSE", None)
+    from sticker_maker.quiet import QUIET_ENV, VERBOSE_ENV
+
+    # as a fresh shell has it (another test may have quieted this process already)
+    env = {k: v for k, v in os.environ.items() if k not in QUIET_ENV and k != VERBOSE_ENV}
     if verbose:
         env["STICKER_MAKER_VERBOSE"] = "1"
     env["PYTHONPATH"] = str(REPO)
