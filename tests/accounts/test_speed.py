@@ -65,3 +65,40 @@ def test_the_speed_is_shared_through_the_database(
     worker_side.run_next(predict_time=1.5)
     job = api_side.submit(key, steps=20).json()["id"]
     assert reserved(api_side, job) == pytest.approx(3 * 1.5)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_first_measurements_from_two_workers_at_once_keep_the_slower(
+    dialect: str, tmp_path: Path
+) -> None:
+    """Two workers may record the first job of a kind at once: neither fails, the slower
+    speed is kept (the insert's conflict path on each database)."""
+    import json
+
+    import pg
+
+    from sticker_maker.db import Database
+    from sticker_maker.params import GenerationRequest, resolve
+    from sticker_maker.presets import load_presets
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    if dialect == "postgresql":
+        url = pg.create_database(pg.require(), "speed")
+    db = Database(url)
+    try:
+        db.upgrade()
+        job = resolve(GenerationRequest(prompt="x", width=64, height=64, steps=20), load_presets())
+        row = {"status": "succeeded", "kind": "generate", "preset": job.preset,
+               "input": json.dumps(job.model_dump(mode="json")), "billed_time": None}  # fmt: skip
+        with db.write() as conn:
+            speed._insert(conn, speed.speed_name(job), 0.5, 1.0)
+            speed._insert(conn, speed.speed_name(job), 0.2, 2.0)  # faster: the slower stays
+            assert speed.seconds_per_unit(conn, job) == pytest.approx(0.5)
+            speed._insert(conn, speed.speed_name(job), 0.9, 3.0)  # slower: taken
+            assert speed.seconds_per_unit(conn, job) == pytest.approx(0.9)
+            speed.observe(conn, {**row, "predict_time": 100 * (UNITS + speed.FIXED_UNITS)})
+            assert speed.seconds_per_unit(conn, job) == pytest.approx(100)
+    finally:
+        db.dispose()
+        if dialect == "postgresql":
+            pg.drop_database(url)
