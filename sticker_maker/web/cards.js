@@ -96,6 +96,7 @@ export function renderBatch(job, actions) {
   facts.textContent = [
     job.kind === "generate" ? job.preset : null,
     `${stickers.length} ${stickers.length === 1 ? "sticker" : "stickers"}`,
+    stickers.some((o) => o.empty) ? `${stickers.filter((o) => o.empty).length} empty` : null,
     seconds != null ? `${seconds.toFixed(1)} s` : null,
   ]
     .filter(Boolean)

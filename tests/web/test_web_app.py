@@ -595,6 +595,7 @@ def test_an_empty_sticker_shows_its_picture_and_says_why(
     )
     card = page.locator(".batch").first.locator(".card").first
     assert "nothing was found to cut out" in card.locator(".card-note").inner_text()
+    assert "1 sticker · 1 empty" in page.locator(".batch").first.locator(".hint").first.inner_text()
     assert card.locator("img").get_attribute("src") == job["output"][0]["url"]  # the picture
     assert card.locator("details.export-menu").is_hidden()  # nothing to export
     shot(page, "14-empty-sticker")
