@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from sticker_maker.cli._options import VerboseOpt
 from sticker_maker.cli.finishing_cmds import Holes
 
 app = typer.Typer(
@@ -52,15 +53,6 @@ PresetsOpt = Annotated[
     ),
 ]
 
-VerboseOpt = Annotated[
-    bool,
-    typer.Option(
-        "--verbose",
-        help="Let diffusers, transformers, huggingface_hub and tqdm print their warnings "
-        "and progress bars (off by default, also in the model process; env "
-        "STICKER_MAKER_VERBOSE=1).",
-    ),
-]
 #: what the start-up banner suggests: a key its first job can use (README, "Two commands")
 FIRST_KEY_COMMAND = "sticker-maker keys create --credits 1000"
 

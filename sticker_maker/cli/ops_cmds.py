@@ -16,6 +16,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from sticker_maker.cli._options import VerboseOpt
+
 err = Console(stderr=True)
 
 db_app = typer.Typer(
@@ -131,15 +133,7 @@ def worker(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
-    verbose: Annotated[
-        bool,
-        typer.Option(
-            "--verbose",
-            help="Let diffusers, transformers, huggingface_hub and tqdm print their "
-            "warnings and progress bars (off by default, also in the model process; env "
-            "STICKER_MAKER_VERBOSE=1).",
-        ),
-    ] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run a GPU worker in the foreground: claim jobs from the database, write outputs to storage.
 
