@@ -80,5 +80,6 @@ class Admission:
             raise ContentBlocked("prompt")
         limits.check_submit(conn, key_row, self.settings, time.time())
         price = preset.price_per_second
-        billing.reserve(conn, key_id, job_id, billing.reservation(job_input, price, self.settings))
+        held = billing.reservation(job_input, price, self.settings, conn)
+        billing.reserve(conn, key_id, job_id, held)
         return {"price_per_second": price, "safety": level}

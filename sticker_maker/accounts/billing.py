@@ -19,7 +19,8 @@ with others (batching across jobs) is billed its share of that call: ``billed_ti
 (its images' fraction of the call, plus its own finishing) instead of ``predict_time``.
 C is capped at R: a job can never take more than was reserved, so the balance can never
 go negative (the reserve needed balance ≥ R). A capped charge is logged as a warning:
-raise ``estimate_step_seconds`` for that hardware.
+raise ``estimate_step_seconds`` for that hardware (only the first job of a kind and
+preset can meet it: later ones are estimated from the measured speed, ``accounts.speed``).
 
 Exactly once per job: refund and settle are written in the same transaction as
 the fenced state change that ends the job (``JobStore``), and the unique index
@@ -36,6 +37,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from sticker_maker.accounts import speed
 from sticker_maker.accounts.keys import add_to_ledger, balance_of
 from sticker_maker.db import jobs, ledger
 from sticker_maker.errors import InsufficientCredits
@@ -51,33 +53,49 @@ REFERENCE_PIXELS = 1024 * 1024
 UPSCALE_FIXED_STEPS = 10
 
 
-def estimate_seconds(
-    job: JobInput | UploadInput, *, base_seconds: float, step_seconds: float
-) -> float:
-    """An upper estimate of a job's predict_time in seconds (see README, "Credits")::
+def work_units(job: JobInput | UploadInput) -> float:
+    """A job's work in denoising steps of one 1024x1024 image (see README, "Credits")::
 
     mp    = width x height / 1024²
-    steps = samples x mp x (steps + (upscale ? 4 x upscale_steps + 10 : 0))
-    secs  = base_seconds + step_seconds x steps
+    units = samples x mp x (steps + (upscale ? 4 x upscale_steps + 10 : 0))
 
-    An upload job (cutout, split: no diffusion) counts as one step per megapixel.
+    An upload job (cutout, split: no diffusion) counts as one unit per megapixel.
     """
     mp = job.width * job.height / REFERENCE_PIXELS
     if isinstance(job, UploadInput):
-        return base_seconds + step_seconds * mp
+        return mp
     per_sample = job.steps
     if job.upscale:
         per_sample += 4 * job.upscale_steps + UPSCALE_FIXED_STEPS
-    return base_seconds + step_seconds * job.samples * mp * per_sample
+    return job.samples * mp * per_sample
 
 
-def reservation(job: JobInput | UploadInput, price_per_second: float, settings: Any) -> float:
-    """Credits held at submit: the estimate x the preset's price."""
-    seconds = estimate_seconds(
-        job,
-        base_seconds=settings.estimate_base_seconds,
-        step_seconds=settings.estimate_step_seconds,
-    )
+def estimate_seconds(
+    job: JobInput | UploadInput, *, base_seconds: float, step_seconds: float
+) -> float:
+    """The fallback upper estimate of a job's predict_time in seconds, before this
+    service has measured its speed: ``base_seconds + step_seconds x units``."""
+    return base_seconds + step_seconds * work_units(job)
+
+
+def reservation(
+    job: JobInput | UploadInput,
+    price_per_second: float,
+    settings: Any,
+    conn: Connection | None = None,
+) -> float:
+    """Credits held at submit: the estimate x the preset's price. The estimate is 3x
+    the time the same work took on this service (:mod:`~sticker_maker.accounts.speed`)
+    once a job of this kind and preset has succeeded, else the configured fallback."""
+    measured = speed.seconds_per_unit(conn, job) if conn is not None else None
+    if measured is not None:
+        seconds = speed.estimate(measured, work_units(job))
+    else:
+        seconds = estimate_seconds(
+            job,
+            base_seconds=settings.estimate_base_seconds,
+            step_seconds=settings.estimate_step_seconds,
+        )
     return round(seconds * price_per_second, 6)
 
 

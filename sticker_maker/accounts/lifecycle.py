@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 
-from sticker_maker.accounts import billing, webhooks
+from sticker_maker.accounts import billing, speed, webhooks
 from sticker_maker.db import files
 
 
@@ -31,6 +31,7 @@ def job_progressed(conn: Connection, job_id: str) -> None:
 def job_finished(conn: Connection, job_row: Mapping[str, Any]) -> None:
     """The job reached succeeded, failed or canceled: settle, own its files, notify."""
     billing.finalize(conn, job_row)
+    speed.observe(conn, job_row)  # what the next reservation is estimated from
     now = time.time()
     for output in json.loads(job_row.get("output") or "[]"):
         record_file(conn, output["file"], job_row["key_id"], job_row["id"], now)

@@ -62,6 +62,8 @@ def account_body(db: Database, key: ApiKey, settings: Any, *, usage_limit: int) 
         "limits": key_limits(key, settings),
         "webhook_secret": key.webhook_secret,
         "usage": usage,
+        # how long finished jobs and their files are kept (the page's recent-jobs hint)
+        "retention_seconds": settings.retention_seconds,
         # what the replicate client's accounts.current() reads
         "type": "user",
         "username": key.label or key.prefix,

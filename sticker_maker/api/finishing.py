@@ -3,9 +3,9 @@
 * ``POST /v1/cutouts`` and ``POST /v1/splits`` take an image upload (multipart) and
   queue a ``cutout`` / ``split`` job, run by the worker like any job (queue, progress,
   cancel, logs); the upload is stored beside the job's outputs.
-* ``GET /v1/jobs/{id}/outputs/{n}/export/{target}`` encodes a sticker output for an app
-  or for print, on request, from the stored sticker PNG (byte limits met by
-  construction in :mod:`sticker_maker.finishing`).
+* ``GET /v1/jobs/{id}/outputs/{n}/export/{target}`` encodes sticker ``n`` (its
+  ``index``) for an app or for print, on request, from the stored sticker PNG (byte
+  limits met by construction in :mod:`sticker_maker.finishing`).
 * ``POST /v1/exports/whatsapp-pack`` zips 3 to 30 sticker outputs as a WhatsApp pack.
 """
 
@@ -52,18 +52,19 @@ router = APIRouter(tags=["finishing"])
 DEFAULT_PRESET = "sticker-maker"
 #: routes that read (and bound) their own request body: exempt from ``max_request_bytes``
 UPLOAD_PATHS = ("/v1/cutouts", "/v1/splits")
-#: export targets → (finishing target, file extension or None to sniff, content type)
-EXPORTS: dict[str, tuple[str, str | None, str | None]] = {
-    "png": ("png", "png", "image/png"),
-    "webp": ("webp", "webp", "image/webp"),
-    "telegram": ("telegram", None, None),  # PNG, or WebP when a PNG would not fit
-    "whatsapp": ("whatsapp", "webp", "image/webp"),
-    "whatsapp_tray": ("whatsapp_tray", "png", "image/png"),
-    "discord": ("discord", "png", "image/png"),
-    "print_png": ("print", "png", "image/png"),
-    "print_svg": ("print", "svg", "image/svg+xml"),
+#: export targets (the finishing stage's, the CLI's ``--export`` names) → content type,
+#: None to sniff (telegram: PNG, or WebP when a PNG would not fit)
+EXPORTS: dict[str, str | None] = {
+    "png": "image/png",
+    "webp": "image/webp",
+    "telegram": None,
+    "whatsapp": "image/webp",
+    "whatsapp_tray": "image/png",
+    "discord": "image/png",
+    "print_png": "image/png",
+    "print_svg": "image/svg+xml",
 }
-_SNIFFED = {"png": "image/png", "webp": "image/webp"}
+_SNIFFED = {"png": "image/png", "webp": "image/webp", "svg": "image/svg+xml"}
 
 
 # -- upload jobs ---------------------------------------------------------------------
@@ -253,7 +254,9 @@ async def create_split(
 
 
 def _sticker_image(svc: Services, job: Job, n: int, field: str = "n") -> Any:
-    """The PIL image of output ``n`` of a succeeded job, which must be a sticker."""
+    """The PIL image of sticker ``n`` of a succeeded job: the ``sticker`` output whose
+    ``index`` is ``n`` (the sample number; for a split, the piece number), the same
+    number the job's ``output`` shows, whatever the outputs' order."""
     from PIL import Image
 
     if job.status is not JobStatus.SUCCEEDED:
@@ -261,23 +264,24 @@ def _sticker_image(svc: Services, job: Job, n: int, field: str = "n") -> Any:
             f"job {job.id} is {job.status.value}; exports need a succeeded job "
             "(poll it until its status is succeeded)"
         )
-    if not 0 <= n < len(job.output):
+    stickers = {o.index: o for o in job.output if o.kind == "sticker"}
+    if n not in stickers:
+        have = ", ".join(str(i) for i in sorted(stickers)) or "none"
         raise NotFound(
-            f"job {job.id} has no output {n}; its outputs are 0 to {len(job.output) - 1}"
+            f"{field}: job {job.id} has no sticker with index {n}; its stickers' "
+            f"indexes (output[].index) are: {have}"
         )
-    output = job.output[n]
-    if output.kind != "sticker":
-        stickers = [str(i) for i, o in enumerate(job.output) if o.kind == "sticker"]
-        raise InvalidInput(
-            f"output {n} is the opaque '{output.kind}'; exports take a 'sticker' output "
-            f"(this job's: {', '.join(stickers)})",
-            field,
+    output = stickers[n]
+    if output.empty:
+        raise Conflict(
+            f"sticker {n} of job {job.id} is empty: the cut-out found nothing on the "
+            "backdrop, so there is nothing to export (its opaque image is still there)"
         )
     try:
         data = svc.storage.get(output.file)
     except FileNotFoundError:
         raise NotFound(
-            f"output {n} of job {job.id} is gone (outputs are kept for a limited time)"
+            f"sticker {n} of job {job.id} is gone (outputs are kept for a limited time)"
         ) from None
     image = Image.open(io.BytesIO(data))
     image.load()
@@ -307,11 +311,13 @@ def export_output(
     key: ApiKey = Depends(current_key),
     svc: Services = Depends(services),
 ) -> Response:
-    """``target``: ``png``, ``webp`` (original size, lossless); ``telegram`` (one side
+    """``n`` is the sticker's ``index`` as the job's ``output`` shows it (the sample
+    number; for a split, the piece number), not its position in the output array.
+    ``target``: ``png``, ``webp`` (original size, lossless); ``telegram`` (one side
     512 px, ≤ 512 KB); ``whatsapp`` (512x512 WebP ≤ 100 KB); ``whatsapp_tray`` (96x96
     PNG ≤ 50 KB); ``discord`` (320x320 PNG ≤ 512 KB); ``print_png`` (300 dpi PNG);
     ``print_svg`` (the SVG cut line matching ``print_png``)."""
-    from sticker_maker.finishing import FinishingError, export, print_export
+    from sticker_maker.finishing import FinishingError, export
     from sticker_maker.finishing._export import sniff_extension
 
     if target not in EXPORTS:
@@ -322,16 +328,13 @@ def export_output(
         raise InvalidInput(f"{n[:20]!r} is not an output index (0, 1, ...)", "n")
     job = svc.jobs.get(job_id, key.id)
     image = _sticker_image(svc, job, int(n))
-    name, ext, media_type = EXPORTS[target]
-    svg = target == "print_svg"
     try:
-        data = print_export(image)[1].encode("utf-8") if svg else export(image, name)
+        data = export(image, target)
     except FinishingError as exc:  # an empty sticker has no cut line: say so, never 5xx
-        why = f"output {n} of job {job.id} cannot be exported as {target}: {exc}"
+        why = f"sticker {n} of job {job.id} cannot be exported as {target}: {exc}"
         raise Conflict(why) from None
-    if ext is None:
-        ext = sniff_extension(data)
-        media_type = _SNIFFED[ext]
+    ext = sniff_extension(data)
+    media_type = EXPORTS[target] or _SNIFFED[ext]
     filename = f"sticker-{job.id[:8]}-{n}-{target}.{ext}"
     return Response(data, media_type=media_type, headers=_attachment(filename))
 
@@ -340,7 +343,11 @@ class PackSticker(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     job_id: str = Field(min_length=1, max_length=64)
-    output: int = Field(ge=0, le=999)
+    output: int = Field(
+        ge=0,
+        le=999,
+        description="the sticker's `index` in its job (as the job's output shows it)",
+    )
 
 
 def _pack_size() -> dict[str, int]:
@@ -356,7 +363,8 @@ class WhatsAppPackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     stickers: list[PackSticker] = Field(
-        description="3 to 30 sticker outputs: the job and the index in its output array",
+        description="3 to 30 stickers: the job and the sticker's `index` (as in the job's "
+        "output: the sample number; for a split, the piece number)",
         json_schema_extra=lambda schema: schema.update(_pack_size()),
     )
     name: str = Field(min_length=1, max_length=128, description="the pack's name")

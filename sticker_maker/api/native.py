@@ -226,6 +226,8 @@ def list_presets(svc: Services = Depends(services)) -> dict[str, Any]:
                 "width": p.width,
                 "height": p.height,
                 "price_per_second": p.price_per_second,
+                # whether upscale=true can run (the reason is for the operator: logs)
+                "upscale": p.upscale_problem() is None,
             }
             for p in svc.presets.all()
         ]

@@ -45,6 +45,8 @@ ApiKeyOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the raw JSON envelope(s).")]
 
 jobs_app = typer.Typer(
+    # plain help (click's): words are never cut, text is never read as markup
+    rich_markup_mode=None,
     help="Your jobs on a sticker-maker service (--server / $STICKER_MAKER_URL).",
     no_args_is_help=True,
 )

@@ -50,7 +50,8 @@ class Target(StrEnum):
     whatsapp = "whatsapp"
     whatsapp_tray = "whatsapp_tray"
     discord = "discord"
-    print = "print"
+    print_png = "print_png"
+    print_svg = "print_svg"
 
 
 OutputOpt = Annotated[
@@ -107,7 +108,8 @@ ExportOpt = Annotated[
         "-e",
         help="Also write an export beside each PNG; repeat for several. telegram: 512 px "
         "PNG/WebP <= 512 KB; whatsapp: 512x512 WebP <= 100 KB; whatsapp_tray: 96x96 PNG; "
-        "discord: 320x320 PNG; print: 300 dpi PNG plus an SVG cut line; png, webp.",
+        "discord: 320x320 PNG; print_png: 300 dpi PNG; print_svg: its SVG cut line; png, "
+        "webp. Written as DIR/<name>.<target>.<png|webp|svg>.",
         case_sensitive=False,
         metavar="TARGET",
         show_default=False,
@@ -146,15 +148,10 @@ def _open_image(path: Path, param: str) -> Image.Image:
 
 
 def _write_exports(sticker: Image.Image, out_dir: Path, stem: str, targets: list[Target]) -> None:
-    from sticker_maker.finishing import export, print_export
+    from sticker_maker.finishing import export
     from sticker_maker.finishing._export import sniff_extension
 
     for target in dict.fromkeys(targets):
-        if target is Target.print:
-            png, svg = print_export(sticker)
-            (out_dir / f"{stem}.print.png").write_bytes(png)
-            (out_dir / f"{stem}.cut.svg").write_text(svg, encoding="utf-8")
-            continue
         data = export(sticker, target.value)
         name = f"{stem}.{target.value}.{sniff_extension(data)}"
         (out_dir / name).write_bytes(data)

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from sticker_maker.accounts import KeyStore
 
 keys_app = typer.Typer(
+    # plain help (click's): words are never cut, text is never read as markup
+    rich_markup_mode=None,
     help="Create and manage API keys and their credits (works on the database directly).",
     no_args_is_help=True,
 )
@@ -134,6 +136,14 @@ def keys_create(
         "Store it now: it cannot be shown again.",
         highlight=False,
     )
+    if credits == 0 and not admin:  # its first job would be refused (406): say so now
+        err.print(
+            f"It has no credits yet, so jobs are refused until you grant some: "
+            f"sticker-maker keys grant {new.key.prefix} 1000",
+            highlight=False,
+            markup=False,
+            soft_wrap=True,
+        )
     print(new.secret)
 
 

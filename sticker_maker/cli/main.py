@@ -7,6 +7,7 @@ and the client commands start fast.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from pathlib import Path
@@ -17,10 +18,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from sticker_maker.cli import pack_cmds
+from sticker_maker.cli._options import VerboseOpt
 from sticker_maker.cli.finishing_cmds import Holes
 from sticker_maker.cli.pack_cmds import ImageOpt, NoiseOpt, StrengthOpt, WeightOpt
 
 app = typer.Typer(
+    # plain help (click's): words are never cut, text is never read as markup
+    rich_markup_mode=None,
     name="sticker-maker",
     help="Turn a text prompt into ready-to-use stickers: run the service, manage API keys, "
     "generate and finish stickers locally or on a service (--server), manage your jobs.",
@@ -50,6 +54,9 @@ PresetsOpt = Annotated[
         show_default=False,
     ),
 ]
+
+#: what the start-up banner suggests: a key its first job can use (README, "Two commands")
+FIRST_KEY_COMMAND = "sticker-maker keys create --credits 1000"
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -253,6 +260,7 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Start the HTTP API (and, by default, an in-process worker).
 
@@ -264,6 +272,9 @@ def serve(
     --database postgresql://…, --storage s3://…, --no-worker on API replicas and
     `sticker-maker worker` on each GPU.
     """
+    from sticker_maker.quiet import quiet_ml_libraries
+
+    quiet_ml_libraries(verbose or None)  # before the libraries are imported
     import uvicorn
 
     from sticker_maker.api import create_app
@@ -308,7 +319,13 @@ def serve(
         else "database and storage as configured"
     )
     err.print(f"sticker-maker: {where}, listening on http://{host}:{port}")
-    err.print("Create a key with: sticker-maker keys create" + _home_flag(home))
+    # a key with credits: one made without any gets 406 on its first job
+    err.print(
+        f"Create a key with: {FIRST_KEY_COMMAND}{_home_flag(home)}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,  # one line, to copy whole
+    )
     # the service's own lines (one per job start and end) beside uvicorn's
     logging.basicConfig(
         level=getattr(logging, log_level.upper(), logging.DEBUG),  # uvicorn's "trace" too
@@ -431,10 +448,13 @@ def generate(
         generate_remote(server, api_key, output, prompt, preset, {**params, **reference})
         return
 
+    from sticker_maker.config import ENV_PRESETS
     from sticker_maker.errors import StickerMakerError
     from sticker_maker.params import parse_request, resolve
     from sticker_maker.presets import load_presets
 
+    if presets is None and os.environ.get(ENV_PRESETS):  # as --help says
+        presets = Path(os.environ[ENV_PRESETS])
     try:
         registry = load_presets(presets)
         job = resolve(parse_request(raw), registry)

@@ -16,9 +16,13 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from sticker_maker.cli._options import VerboseOpt
+
 err = Console(stderr=True)
 
 db_app = typer.Typer(
+    # plain help (click's): words are never cut, text is never read as markup
+    rich_markup_mode=None,
     help="Database schema: apply migrations, show where a database stands.",
     no_args_is_help=True,
 )
@@ -129,6 +133,7 @@ def worker(
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="Log level.")] = "info",
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run a GPU worker in the foreground: claim jobs from the database, write outputs to storage.
 
@@ -136,6 +141,9 @@ def worker(
     --storage as the API (`serve --no-worker`). SIGTERM stops it gracefully: no new jobs,
     the running one finishes (within --drain-timeout) or goes back to the queue.
     """
+    from sticker_maker.quiet import quiet_ml_libraries
+
+    quiet_ml_libraries(verbose or None)  # before the libraries are imported
     from sticker_maker.config import Settings
     from sticker_maker.db import Database
     from sticker_maker.engine.options import EngineOptions

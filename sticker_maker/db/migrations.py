@@ -108,6 +108,10 @@ def _0016_safety(conn: Connection) -> None:
     add_column(conn, "jobs", "error_code", "VARCHAR(40)")
 
 
+def _0017_speeds(conn: Connection) -> None:
+    schema.speeds.create(conn, checkfirst=True)
+
+
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "keys, jobs, ledger", _0001_initial),
     (2, "accounts: credits, limits, files, idempotency, webhooks", _0002_accounts),
@@ -115,6 +119,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (7, "batching: jobs.batch_key, jobs.billed_time (share of a shared call)", _0007_batching),
     (14, "Replicate API: jobs.api (how it was asked), uploads (POST /v1/files)", _0014_replicate),
     (16, "content safety: api_keys.safety, jobs.safety, jobs.error_code", _0016_safety),
+    (17, "first use: speeds (measured seconds per unit of work, for reservations)", _0017_speeds),
 ]
 
 

@@ -187,3 +187,17 @@ uploads = Table(
     Index("ix_uploads_key_created", "key_id", "created_at"),
     Index("ix_uploads_created", "created_at"),
 )
+
+
+# -- migration 17: this service's measured speed (fair credit reservations) ---------------
+
+#: seconds per unit of work measured on finished jobs, per job kind and preset
+#: (``accounts.speed``): what a reservation is estimated from once a job has run
+speeds = Table(
+    "speeds",
+    metadata,
+    Column("name", String(240), primary_key=True),  # "<kind>:<preset>"
+    Column("seconds_per_unit", Float, nullable=False),
+    Column("jobs", Integer, nullable=False, server_default="0"),
+    Column("updated_at", Float, nullable=False),
+)

@@ -51,7 +51,8 @@ TARGETS: dict[str, ExportTarget] = {
         ExportTarget("whatsapp", "webp", 100 * KB, "WhatsApp: 512x512 WebP, <= 100 KB"),
         ExportTarget("whatsapp_tray", "png", 50 * KB, "WhatsApp tray icon: 96x96 PNG, <= 50 KB"),
         ExportTarget("discord", "png", 512 * KB, "Discord: 320x320 PNG, <= 512 KB"),
-        ExportTarget("print", "png", None, "print: 300 dpi PNG (+ SVG cut line)"),
+        ExportTarget("print_png", "png", None, "print: 300 dpi PNG"),
+        ExportTarget("print_svg", "svg", None, "print: the SVG cut line matching print_png"),
     )
 }
 
@@ -155,7 +156,8 @@ def _exporters() -> dict[str, Callable[[Image.Image], bytes]]:
             _clean(_on_canvas(img, 96, 0)), 50 * KB, "whatsapp_tray"
         ),
         "discord": lambda img: _png_under(_clean(_on_canvas(img, 320, 0)), 512 * KB, "discord"),
-        "print": lambda img: _png(img, dpi=(PRINT_DPI, PRINT_DPI)),
+        "print_png": lambda img: _png(img, dpi=(PRINT_DPI, PRINT_DPI)),
+        "print_svg": lambda img: print_export(img)[1].encode("utf-8"),
     }
 
 
@@ -171,8 +173,9 @@ def export(rgba: Image.Image, target: str) -> bytes:
     Targets: ``png`` and ``webp`` (lossless, original size); ``telegram`` (PNG, or WebP
     when a PNG would not fit: one side exactly 512 px, the other <= 512, <= 512 KB);
     ``whatsapp`` (512x512 WebP with a 16 px margin, <= 100 KB); ``whatsapp_tray``
-    (96x96 PNG, <= 50 KB); ``discord`` (320x320 PNG, <= 512 KB); ``print`` (PNG tagged
-    300 dpi; see :func:`print_export` for the matching SVG cut line).
+    (96x96 PNG, <= 50 KB); ``discord`` (320x320 PNG, <= 512 KB); ``print_png`` (PNG tagged
+    300 dpi) and ``print_svg`` (its SVG cut line, :func:`print_export`; a fully transparent
+    sticker has none: :class:`FinishingError`).
     """
     spec = _check_target(target)
     img = to_rgba(ensure_image(rgba, "rgba"))
@@ -180,9 +183,11 @@ def export(rgba: Image.Image, target: str) -> bytes:
 
 
 def sniff_extension(data: bytes) -> str:
-    """``"png"`` or ``"webp"`` from an encoded file's signature."""
+    """``"png"``, ``"webp"`` or ``"svg"`` from an encoded file's signature."""
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         return "png"
+    if data[:5] == b"<?xml" or data[:4] == b"<svg":
+        return "svg"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
     raise FinishingError("data: not a PNG or WebP file")

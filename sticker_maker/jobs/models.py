@@ -51,6 +51,9 @@ class OutputFile:
     #: a pack's sticker: its expression and emoji (None otherwise)
     expression: str | None = None
     emoji: str | None = None
+    #: a sticker whose cut-out found nothing (fully transparent): the job still succeeds
+    #: with its opaque image, the logs say so, and exports of it answer 409
+    empty: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -65,6 +68,8 @@ class OutputFile:
         if self.expression is not None:
             out["expression"] = self.expression
             out["emoji"] = self.emoji
+        if self.empty:
+            out["empty"] = True
         return out
 
 

@@ -17,9 +17,29 @@ export async function refreshCredits() {
   try {
     const account = await api("v1/account");
     credits.textContent = typeof account.balance === "number" ? number.format(account.balance) : "—";
+    if (typeof account.retention_seconds === "number") {
+      $("recent-empty").textContent =
+        `Jobs made with this key in the last ${keptFor(account.retention_seconds)} show up here.`;
+    }
   } catch {
     credits.textContent = "—";
   }
+}
+
+/** "hour", "2 hours", "day", "30 minutes": the service's real retention, in words. */
+export function keptFor(seconds) {
+  const units = [
+    [86400, "day"],
+    [3600, "hour"],
+    [60, "minute"],
+  ];
+  for (const [size, name] of units) {
+    if (seconds >= size) {
+      const n = Math.round(seconds / size);
+      return n === 1 ? name : `${n} ${name}s`;
+    }
+  }
+  return `${Math.round(seconds)} seconds`;
 }
 
 function ago(iso) {

@@ -147,6 +147,16 @@ export function describeFailure(job) {
         " Try a different description.",
     };
   }
+  if (job.error_code === "model_unavailable") {
+    // the message is advice for the operator (Hub downloads, the presets file): it stays
+    // in the job's logs and the server's log; the person at the page gets what they can do
+    return {
+      title: "This style isn't available on this service right now.",
+      detail:
+        "Its model isn't installed or couldn't be loaded. Try another style, or tell the " +
+        "service's operator (the details are in the server's log). Your credits were refunded.",
+    };
+  }
   return { title: "Making the sticker failed.", detail: job.error || "" };
 }
 

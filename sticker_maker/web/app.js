@@ -182,6 +182,11 @@ async function loadPresets(prefs) {
 
 function fillSizes() {
   const preset = presets.find((p) => p.name === $("preset").value) || {};
+  // a style that cannot upscale (the server says so) offers no Upscale
+  const upscale = $("upscale");
+  upscale.disabled = preset.upscale === false;
+  if (upscale.disabled) upscale.checked = false;
+  $("upscale-unavailable").hidden = !upscale.disabled;
   const [w, h] = [preset.width || 1024, preset.height || 1024];
   const select = $("size");
   const previous = select.value;

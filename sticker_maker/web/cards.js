@@ -28,7 +28,8 @@ const LABELS = {
   print: "Print files",
 };
 
-/** The sticker outputs of a job, each with `n`, its position in the job's output array. */
+/** The sticker outputs of a job, each with `n`, its position in the job's output array
+ * (for element ids only: exports and packs name a sticker by its `index`). */
 export function stickersOf(job) {
   const all = (job.output || []).map((o, n) => ({ ...o, n }));
   const stickers = all.filter((o) => o.kind === "sticker");
@@ -96,6 +97,7 @@ export function renderBatch(job, actions) {
   facts.textContent = [
     job.kind === "generate" ? job.preset : null,
     `${stickers.length} ${stickers.length === 1 ? "sticker" : "stickers"}`,
+    stickers.some((o) => o.empty) ? `${stickers.filter((o) => o.empty).length} empty` : null,
     seconds != null ? `${seconds.toFixed(1)} s` : null,
   ]
     .filter(Boolean)
@@ -113,8 +115,11 @@ function renderCard(job, output, actions) {
   const card = document.getElementById("card-template").content.firstElementChild.cloneNode(true);
   const name = baseName(job, output);
   const describedBy = `card-${job.id}-${output.n}`;
+  const original = (job.output || []).find((o) => o.kind === "image" && o.index === output.index);
+  // an empty sticker (the cut-out found nothing): show the picture as made, and say so
+  const shown = output.empty && original ? original : output;
   const img = card.querySelector("img");
-  img.src = output.url;
+  img.src = shown.url;
   img.alt =
     job.kind === "generate"
       ? `Sticker of ${job.input.prompt} (seed ${output.seed})`
@@ -143,7 +148,7 @@ function renderCard(job, output, actions) {
 
   card.querySelector("[data-action='png']").addEventListener("click", async (event) => {
     await busy(event.currentTarget, async () => {
-      saveBlob(await fetchBlob(output.url), `${name}.png`);
+      saveBlob(await fetchBlob(shown.url), `${name}.png`);
       toast("PNG downloaded");
     });
   });
@@ -157,7 +162,7 @@ function renderCard(job, output, actions) {
     }
     await busy(event.currentTarget, async () => {
       // a promise inside the item keeps the click's permission while the PNG downloads
-      const item = new ClipboardItem({ "image/png": fetchBlob(output.url) });
+      const item = new ClipboardItem({ "image/png": fetchBlob(shown.url) });
       await navigator.clipboard.write([item]);
       toast("Copied — paste it into any app");
     });
@@ -168,7 +173,7 @@ function renderCard(job, output, actions) {
     share.hidden = false;
     share.addEventListener("click", async (event) => {
       await busy(event.currentTarget, async () => {
-        const blob = await fetchBlob(output.url);
+        const blob = await fetchBlob(shown.url);
         const file = new File([blob], `${name}.png`, { type: "image/png" });
         try {
           await navigator.share({ files: [file], title: jobTitle(job) });
@@ -200,21 +205,33 @@ function renderCard(job, output, actions) {
 
   const pack = card.querySelector("[data-action='pack']");
   const syncPack = () => {
-    const inPack = actions.pack.has(job.id, output.n);
+    const inPack = actions.pack.has(job.id, output.index);
     pack.setAttribute("aria-pressed", String(inPack));
     pack.textContent = inPack ? "Remove from WhatsApp pack" : "Add to WhatsApp pack";
   };
   syncPack();
   actions.pack.onChange(syncPack);
   pack.addEventListener("click", () => {
-    actions.pack.toggle({ job_id: job.id, output: output.n, url: output.url });
+    actions.pack.toggle({ job_id: job.id, output: output.index, url: output.url });
     menu.open = false;
   });
 
-  const original = (job.output || []).find((o) => o.kind === "image" && o.index === output.index);
   const link = card.querySelector("[data-action='original']");
   if (original) link.href = original.url;
   else link.remove();
+
+  if (output.empty) {
+    card.classList.add("empty-sticker");
+    const note = document.createElement("p");
+    note.className = "card-note";
+    note.id = `${describedBy}-empty`;
+    note.textContent =
+      "No sticker: nothing was found to cut out, so this is the picture as made. " +
+      "Try another seed or description.";
+    card.querySelector(".card-meta").after(note);
+    img.alt = `Picture without a sticker (seed ${output.seed}): nothing was found to cut out`;
+    menu.hidden = true; // exports and packs need a sticker
+  }
 
   menu.addEventListener("keydown", (event) => {
     if (event.key === "Escape" && menu.open) {
@@ -226,7 +243,7 @@ function renderCard(job, output, actions) {
 }
 
 async function downloadExport(job, output, target, name) {
-  const path = `v1/jobs/${encodeURIComponent(job.id)}/outputs/${output.n}/export/${target}`;
+  const path = `v1/jobs/${encodeURIComponent(job.id)}/outputs/${output.index}/export/${target}`;
   const response = await api(path, { raw: true });
   const blob = await response.blob();
   // our name (prompt and seed), with the extension the service chose

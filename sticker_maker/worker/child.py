@@ -130,6 +130,9 @@ def _exit_with_parent() -> None:
 def child_main(conn: Connection, cancel: Event, config: dict[str, Any], flags: Any = None) -> None:
     _exit_with_parent()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from sticker_maker.quiet import quiet_ml_libraries
+
+    quiet_ml_libraries()  # as the serve/worker that spawned it was told (--verbose)
     from sticker_maker.worker.predictor import Predictor
 
     predictor = Predictor()

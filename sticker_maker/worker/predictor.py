@@ -45,6 +45,8 @@ class Sticker:
     sticker_width: int
     sticker_height: int
     ext: str = "png"
+    #: the cut-out found nothing: the sticker is fully transparent (see README, "Empty")
+    empty: bool = False
 
     def files(self) -> list[tuple[str, bytes, int, int]]:
         """``(output kind, encoded bytes, width, height)`` of each file to store."""
@@ -156,7 +158,13 @@ def sticker_output(
         sticker_width=sticker.width,
         sticker_height=sticker.height,
         ext=fmt,
+        empty=is_empty(sticker),
     )
+
+
+def is_empty(sticker: Image.Image) -> bool:
+    """Whether a sticker is fully transparent (its cut-out found nothing)."""
+    return "A" in sticker.getbands() and sticker.getchannel("A").getextrema()[1] == 0
 
 
 @dataclass(eq=False)

@@ -165,6 +165,7 @@ class Recorder:
                             content_type=content_type(name),
                             expression=expression.name if expression else None,
                             emoji=expression.emoji if expression else None,
+                            empty=kind == "sticker" and sticker.empty,
                         )
                     )
         except Exception as exc:

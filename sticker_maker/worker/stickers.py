@@ -28,6 +28,13 @@ CancelFn = Callable[[], bool]
 
 #: the most stickers one sheet may give (each is an output file)
 MAX_PIECES = 100
+#: the log line of a generated image whose cut-out found nothing: the job still succeeds
+#: (the image is what the GPU made and is kept); its sticker output is marked ``empty``
+EMPTY_WARNING = (
+    "warning: empty sticker: the cut-out found nothing on the backdrop, so this image's "
+    "sticker is fully transparent (the image itself is kept). Try another seed or prompt, "
+    'or finishing.remover "none" to keep the whole image'
+)
 
 
 def remover_args(preset: Preset, method: str) -> dict[str, object]:
@@ -36,7 +43,12 @@ def remover_args(preset: Preset, method: str) -> dict[str, object]:
 
 
 def finish(
-    image: Image.Image, preset: Preset, finishing: Finishing | None, log: LogFn
+    image: Image.Image,
+    preset: Preset,
+    finishing: Finishing | None,
+    log: LogFn,
+    *,
+    generated: bool = True,
 ) -> Image.Image:
     """The sticker (RGBA) made from ``image``; the notes of the cut-out go to ``log``.
 
@@ -54,10 +66,11 @@ def finish(
     for note in cut.notes:
         log(f"cut-out: {note}")
     log(f"cut-out ({cut.method_used}) in {(time.perf_counter() - t0) * 1000:.0f} ms")
-    if finishing is None:
-        return cut.image
     if cut.image.getextrema()[3][1] == 0:
-        log("die-cut: skipped, the cut-out is empty (nothing was found on the backdrop)")
+        if generated:  # an upload job fails instead (its sticker is all it makes)
+            log(EMPTY_WARNING)
+        return cut.image
+    if finishing is None:
         return cut.image
     try:
         sticker = die_cut(
@@ -112,10 +125,12 @@ def cutout(
     options = Finishing(
         remover=job.remover, border=job.border, shadow=job.shadow, trim=job.trim, holes=job.holes
     )
-    sticker = finish(image, preset, options, log)
+    sticker = finish(image, preset, options, log, generated=False)
     if sticker.getextrema()[3][1] == 0:
         raise InvalidInput(
-            "nothing was found to cut out: the image looks like an empty backdrop", "image"
+            "nothing was found to cut out: the image looks like an empty backdrop (the job "
+            "failed and costs nothing)",
+            "image",
         )
     on_progress(2, job.steps)
     return sticker

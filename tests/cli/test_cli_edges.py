@@ -3,7 +3,9 @@ run never overwrites the first one's files, advice names the CLI's own flags."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -59,3 +61,39 @@ def test_serve_help_names_every_environment_variable() -> None:
     for name in ("SYNC_TIMEOUT", "MAX_BATCH", "RETENTION_SECONDS", "MAX_QUEUE_DEPTH"):
         assert f"STICKER_MAKER_{name}" in text
     assert " ." not in text
+
+
+def _commands() -> dict[str, object]:
+    """Every command of the CLI by its path ("serve", "keys create", …)."""
+    import typer.main
+
+    found: dict[str, object] = {}
+
+    def walk(command: Any, path: list[str]) -> None:
+        if hasattr(command, "commands"):  # a group
+            for name, sub in command.commands.items():
+                walk(sub, [*path, name])
+        else:
+            found[" ".join(path)] = command
+
+    walk(typer.main.get_command(app), [])
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(_commands()))
+def test_help_at_80_columns_keeps_every_name_whole(path: str) -> None:
+    """Environment variable names and defaults are never cut (no "…"), and an option
+    without a default does not end in a stray " ."."""
+    command = _commands()[path]
+    result = CliRunner().invoke(app, [*path.split(), "--help"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    said = " ".join(
+        p.help or ""
+        for p in command.params
+        if hasattr(p, "help")  # type: ignore[attr-defined]
+    ) + (command.help or "")  # type: ignore[attr-defined]
+    for name in set(re.findall(r"STICKER_MAKER_[A-Z_]*[A-Z]", said)):
+        assert re.search(rf"{name}\b", result.output), (path, name, result.output)
+    assert "…" not in result.output.replace("postgresql://…", "").replace("s3://…", "")
+    for line in result.output.splitlines():
+        assert not line.rstrip().endswith(" ."), (path, line)

@@ -218,7 +218,7 @@ def test_export_errors(server: RunningServer, key: str, star_job: dict) -> None:
     field, _ = field_error(httpx.get(f"{base}/x/export/png", headers=auth(key)))
     assert field == "n"
     r = httpx.get(f"{base}/5/export/png", headers=auth(key))
-    assert r.status_code == 404 and "no output 5" in r.json()["error"]["message"]
+    assert r.status_code == 404 and "no sticker with index 5" in r.json()["error"]["message"]
     other = server.new_key()
     r = httpx.get(f"{base}/0/export/png", headers=auth(other))
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
@@ -348,7 +348,7 @@ def test_generation_finishing_options(server: RunningServer, key: str) -> None:
 
     jobs = [submit({"border": 0}), submit({"border": 6}), submit({"border": 0, "shadow": True})]
     # exports need a succeeded job: this one is queued behind the others
-    r = httpx.get(f"{server.url}/v1/jobs/{jobs[2]['id']}/outputs/1/export/png", headers=auth(key))
+    r = httpx.get(f"{server.url}/v1/jobs/{jobs[2]['id']}/outputs/0/export/png", headers=auth(key))
     assert r.status_code == 409 and "succeeded" in r.json()["error"]["message"]
     assert jobs[0]["input"]["finishing"] == {
         "remover": "auto",  # the preset's, filled in
@@ -368,11 +368,13 @@ def test_generation_finishing_options(server: RunningServer, key: str) -> None:
     assert soft(shadowed) > soft(bare) + 50  # the shadow is semi-transparent
     assert shadowed.shape[0] > bare.shape[0]  # and falls below the sticker
 
-    # exports refuse the opaque image output
-    field, message = field_error(
-        httpx.get(f"{server.url}/v1/jobs/{bare_job['id']}/outputs/0/export/png", headers=auth(key))
-    )
-    assert field == "n" and "'sticker'" in message and "1" in message
+    # exports name the sticker by its index (0: sample 0's sticker, the second output)
+    base = f"{server.url}/v1/jobs/{bare_job['id']}/outputs"
+    exported = httpx.get(f"{base}/0/export/png", headers=auth(key))
+    assert exported.status_code == 200, exported.text
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(exported.content))), bare)
+    r = httpx.get(f"{base}/1/export/png", headers=auth(key))
+    assert r.status_code == 404 and "indexes (output[].index) are: 0" in r.text
 
     r = httpx.post(
         f"{server.url}/v1/jobs",

@@ -65,10 +65,13 @@ def test_cutout_bare_no_trim_keeps_the_ball_only(
 
 
 def test_cutout_exports_beside_the_png(app: typer.Typer, photo: Path, tmp_path: Path) -> None:
-    code, out = _invoke(app, "cutout", photo, "-o", tmp_path, "--export", "whatsapp", "-e", "print")
+    targets = ("--export", "whatsapp", "-e", "print_png", "-e", "print_svg")
+    code, out = _invoke(app, "cutout", photo, "-o", tmp_path, *targets)
     assert code == 0, out
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["ball.cut.svg", "ball.png", "ball.print.png", "ball.whatsapp.webp"]
+    # one name per export, the API's (.../export/print_png, .../export/print_svg)
+    assert names == ["ball.png", "ball.print_png.png", "ball.print_svg.svg", "ball.whatsapp.webp"]
+    assert (tmp_path / "ball.print_svg.svg").read_text().startswith("<?xml")
     assert Image.open(tmp_path / "ball.whatsapp.webp").size == (512, 512)
 
 
@@ -115,6 +118,13 @@ def test_help_documents_the_options(app: typer.Typer) -> None:
     assert result.exit_code == 0
     for word in ("--remover", "--model", "--border", "--shadow", "--no-trim", "--export"):
         assert word in result.output
+
+
+def test_the_cli_and_the_api_name_the_exports_alike() -> None:
+    from sticker_maker.api.finishing import EXPORTS
+
+    assert [t.value for t in finishing_cmds.Target] == list(EXPORTS)
+    assert "print" not in EXPORTS
 
 
 def test_choices_mirror_the_library() -> None:

@@ -113,7 +113,7 @@ def test_print_png_has_300_dpi_and_svg_cut_line(sticker: Image.Image) -> None:
     png, svg = print_export(sticker)
     img = _open(png)
     assert img.info["dpi"] == pytest.approx((300, 300), abs=0.1)
-    assert _open(export(sticker, "print")).info["dpi"] == pytest.approx((300, 300), abs=0.1)
+    assert _open(export(sticker, "print_png")).info["dpi"] == pytest.approx((300, 300), abs=0.1)
     w, h = sticker.size
     assert f'width="{w / 300:.4f}in"' in svg and f'viewBox="0 0 {w} {h}"' in svg
     path = re.search(r'<path id="cut-line" d="(M [^"]+ Z)"', svg)
@@ -129,7 +129,8 @@ def test_print_png_has_300_dpi_and_svg_cut_line(sticker: Image.Image) -> None:
 def test_bad_target_lists_the_allowed_ones(sticker: Image.Image) -> None:
     with pytest.raises(FinishingError, match=r"target='snapchat'.*'telegram'.*'whatsapp_tray'"):
         export(sticker, "snapchat")
-    assert set(TARGETS) >= {"png", "webp", "telegram", "whatsapp", "discord", "print"}
+    assert set(TARGETS) >= {"png", "webp", "telegram", "whatsapp", "discord", "print_png"}
+    assert export(sticker, "print_svg") == print_export(sticker)[1].encode("utf-8")
 
 
 def test_whatsapp_pack_contents(sticker: Image.Image) -> None:

@@ -482,3 +482,122 @@ def test_a_refused_prompt_is_explained_in_words(browser: Any, server: RunningSer
     assert "Nothing was queued or charged" in detail and "nude" not in detail
     shot(page, "14-refused-by-content-policy")
     page.context.close()
+
+
+def _tall_or_wide(size: tuple[int, int]) -> bytes:
+    """A filled ellipse filling most of a tall or wide canvas, on white."""
+    from PIL import ImageDraw
+
+    from .browser import png_bytes
+
+    img = Image.new("RGB", size, "white")
+    w, h = size
+    ImageDraw.Draw(img).ellipse(
+        (w // 10, h // 10, w - w // 10, h - h // 10),
+        fill=(50, 100, 220),
+        outline=(20, 20, 20),
+        width=3,
+    )
+    return png_bytes(img)
+
+
+@pytest.mark.parametrize(("name", "size"), [("tall", (250, 337)), ("wide", (420, 180))])
+def test_tall_and_wide_stickers_fit_their_card(
+    browser: Any, server: RunningServer, name: str, size: tuple[int, int]
+) -> None:
+    page = new_page(browser, server, key=server.new_key())
+    page.click("#tab-upload")
+    page.set_input_files(
+        "#upload-file",
+        {"name": f"{name}.png", "mimeType": "image/png", "buffer": _tall_or_wide(size)},
+    )
+    page.wait_for_selector("#upload-preview:not([hidden])")
+    page.click("#cut-out")
+    batch = wait_for_stickers(page, 1)
+    boxes = batch.locator(".card-image").first.evaluate(
+        """(box) => {
+          const img = box.querySelector('img');
+          const b = box.getBoundingClientRect(), i = img.getBoundingClientRect();
+          return { box: [b.left, b.top, b.right, b.bottom], img: [i.left, i.top, i.right, i.bottom],
+                   natural: [img.naturalWidth, img.naturalHeight] };
+        }"""
+    )
+    (bl, bt, br, bb), (il, it, ir, ib) = boxes["box"], boxes["img"]
+    # the picture's box lies inside its card (object-fit: contain shows it whole inside)
+    assert bl <= il and bt <= it and ir <= br and ib <= bb, boxes
+    natural_w, natural_h = boxes["natural"]
+    assert (natural_h > natural_w) == (name == "tall"), boxes  # really tall / wide
+    shot(page, f"12-{name}-sticker")
+    assert page.errors == []
+    page.context.close()
+
+
+def test_the_page_speaks_to_its_user_not_the_operator(browser: Any, server: RunningServer) -> None:
+    """A style without a model fails in words for the user (the Hub and presets-file advice
+    stays in the operator's logs); Upscale is offered only where the style can; the
+    recent-jobs hint says how long results are really kept."""
+    key = server.new_key()
+    page = new_page(browser, server, key=key)
+    # the built-in style has an upscaler and a refiner; "tiny" has neither: the server says
+    # so in /v1/presets and the page follows
+    assert page.is_enabled("#upscale") and page.is_hidden("#upscale-unavailable")
+    page.check("#upscale")
+    page.select_option("#preset", "tiny")
+    assert page.is_disabled("#upscale") and not page.is_checked("#upscale")
+    assert page.is_visible("#upscale-unavailable")
+    presets = httpx.get(f"{server.url}/v1/presets").json()["presets"]
+    assert {p["name"]: p["upscale"] for p in presets}["tiny"] is False
+    page.wait_for_function(
+        "() => /last hour/.test(document.querySelector('#recent-empty').textContent)"
+    )
+    page.select_option("#preset", "missing-model")
+    page.fill("#prompt", "a cat")
+    page.click("#generate")
+    page.wait_for_selector("#form-error:not([hidden])", timeout=120_000)
+    title = page.text_content("#form-error-title")
+    detail = page.text_content("#form-error-detail")
+    assert title == "This style isn't available on this service right now."
+    for operator_words in ("presets.", "Hugging Face", "base =", "no-such-owner"):
+        assert operator_words not in title + detail
+    (job,) = httpx.get(f"{server.url}/v1/jobs", headers={"Authorization": f"Bearer {key}"}).json()[
+        "jobs"
+    ]
+    assert job["error_code"] == "model_unavailable" and "no-such-owner" in job["error"]
+    shot(page, "13-model-unavailable")
+    assert page.errors == []
+    page.context.close()
+
+
+def test_an_empty_sticker_shows_its_picture_and_says_why(
+    browser: Any, server: RunningServer
+) -> None:
+    key = server.new_key()
+    made = httpx.post(
+        f"{server.url}/v1/jobs",
+        headers={"Authorization": f"Bearer {key}"},
+        json={"prompt": "a cat", "preset": "tiny", "seed": 3},
+    ).json()
+    job = wait_job(server, key, made["id"])
+    assert job["status"] == "succeeded"
+    # as the service marks a sticker whose cut-out found nothing (test_empty_sticker.py)
+    job["output"][1]["empty"] = True
+    page = new_page(browser, server, key=key)
+    page.evaluate(
+        """async (job) => {
+          const src = document.querySelector('script[type=module]').src;
+          const { renderBatch } = await import(src.replace(/app\\.js$/, 'cards.js'));
+          const pack = { has: () => false, onChange: () => {}, toggle: () => {} };
+          const actions = { reuseSeed: () => {}, split: () => {}, pack };
+          document.getElementById('batches').prepend(renderBatch(job, actions));
+          document.getElementById('empty').hidden = true;
+        }""",
+        job,
+    )
+    card = page.locator(".batch").first.locator(".card").first
+    assert "nothing was found to cut out" in card.locator(".card-note").inner_text()
+    assert "1 sticker · 1 empty" in page.locator(".batch").first.locator(".hint").first.inner_text()
+    assert card.locator("img").get_attribute("src") == job["output"][0]["url"]  # the picture
+    assert card.locator("details.export-menu").is_hidden()  # nothing to export
+    shot(page, "14-empty-sticker")
+    assert page.errors == []
+    page.context.close()
