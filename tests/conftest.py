@@ -193,8 +193,10 @@ class RunningServer:
     process: subprocess.Popen[bytes]
     log: Path
 
-    def new_key(self, credits: float = 1000) -> str:
-        return cli("keys", "create", "--credits", str(credits), home=self.home).stdout.strip()
+    def new_key(self, credits: float = 1000, admin: bool = False) -> str:
+        scope = ("--admin",) if admin else ()
+        made = cli("keys", "create", "--credits", str(credits), *scope, home=self.home)
+        return made.stdout.strip()
 
 
 def start_server(home: Path, presets: Path, *extra: str) -> RunningServer:
@@ -257,14 +259,14 @@ def server(shared_server: RunningServer) -> RunningServer:
 class SharedServer(RunningServer):
     """A running server whose keys are made directly in its database (no CLI process each)."""
 
-    def new_key(self, credits: float = 1000) -> str:
+    def new_key(self, credits: float = 1000, admin: bool = False) -> str:
         from sticker_maker.accounts import KeyStore
         from sticker_maker.config import Settings
         from sticker_maker.db import Database
 
         db = Database(Settings.load(self.home).database_url)
         try:
-            return KeyStore(db).create(credits=credits).secret
+            return KeyStore(db).create(credits=credits, scope="admin" if admin else "user").secret
         finally:
             db.dispose()
 

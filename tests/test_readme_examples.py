@@ -7,8 +7,10 @@ them into one terminal (a later block may use a variable an earlier one set). On
 server's address, its keys and the tiny presets replace the README's: ``localhost:8000``,
 ``http://127.0.0.1:8000`` and ``http://gpu-box:8000`` become this server; ``sm_…`` and
 ``$KEY`` its key; ``sm_AbCd1234`` a key made for the example; a size of 1024 the tiny
-model's 64 (a CPU denoises 64² in a second, 1024² in minutes). ``cat.jpg`` and ``sheet.png``,
-which the examples upload, are in the working folder; ``sticker-maker`` is this checkout's.
+model's 64 (a CPU denoises 64² in a second, 1024² in minutes). ``cat.jpg``, ``sheet.png``
+and ``me.jpg`` (a real photo of a face, scikit-image's astronaut), which the examples
+upload, are in the working folder; ``sticker-maker`` is this checkout's, and the replicate
+client's ``REPLICATE_BASE_URL`` and token are this server's and key.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import httpx
 import pytest
 from conftest import RunningServer
 from PIL import Image, ImageDraw
+from skimage import data as skimage_data
 
 pytestmark = pytest.mark.slow  # a real server, the CLI and the clients: about 3 minutes
 
@@ -38,7 +41,7 @@ NOT_RUN = {
     "make serve   #": "installs a venv and starts a server: every test server is `serve` as "
     "the README gives it (tests/conftest.py), and CI runs `make test` (.ci/run)",
     "export REPLICATE_BASE_URL=": REPLICATE,
-    "import replicate": REPLICATE,
+    "quick = {": REPLICATE,
     'curl -s "$REPLICATE_BASE_URL': REPLICATE,
     "export STICKER_MAKER_DATABASE_URL=postgresql": "needs PostgreSQL and S3 by those names: "
     "tests/scale and tests/fleet run that setup (db upgrade, serve --no-worker, worker)",
@@ -87,7 +90,8 @@ def place(
     """The working folder, environment and substitutions the examples run with."""
     folder = tmp_path_factory.mktemp("readme")
     _art(folder / "cat.jpg", (160, 160), 1)
-    _art(folder / "sheet.png", (360, 140), 2)
+    _art(folder / "sheet.png", (540, 140), 3)
+    Image.fromarray(skimage_data.astronaut()).save(folder / "me.jpg")
     bin_dir = folder / "bin"
     bin_dir.mkdir()
     shim = bin_dir / "sticker-maker"
@@ -95,7 +99,7 @@ def place(
     shim.chmod(0o755)
     (folder / ".venv" / "bin").mkdir(parents=True)
     (folder / ".venv" / "bin" / "sticker-maker").symlink_to(shim)
-    key = shared_server.new_key(credits=100_000)
+    key = shared_server.new_key(credits=100_000, admin=True)  # the SDK example makes a key
     other = shared_server.new_key(credits=10)
     env = {
         **os.environ,
@@ -104,6 +108,8 @@ def place(
         "KEY": key,
         "STICKER_MAKER_HOME": str(shared_server.home),
         "STICKER_MAKER_PRESETS": str(presets_file),
+        "REPLICATE_BASE_URL": shared_server.url,
+        "REPLICATE_API_TOKEN": key,
     }
     env.pop("STICKER_MAKER_URL", None)
     env.pop("STICKER_MAKER_API_KEY", None)
@@ -190,6 +196,15 @@ def _check(heading: str, place: dict, stdout: str) -> None:
         made = {p.name for p in (folder / "stickers").iterdir()}
         assert {"cat.png", "cat.whatsapp.webp", "cat.print_svg.svg"} <= made
         assert {"sheet_01.png", "sheet_02.png", "sheet_01.telegram.png"} <= made
+    if heading.startswith("### Stickers of you"):
+        assert any((folder / "stickers").glob("a-person-smiling-*-sticker.png")), sorted(
+            p.name for p in (folder / "stickers").iterdir()
+        )
+    if heading.startswith("### Packs"):
+        for target in ("whatsapp", "telegram"):
+            with zipfile.ZipFile(folder / f"corgi-{target}.zip") as pack:
+                assert len([n for n in pack.namelist() if n[:2].isdigit()]) == 4
+        assert len(list((folder / "corgi").glob("*.png"))) >= 4
     if heading.startswith("### Native API"):
         assert '"status"' in stdout
     if heading.startswith("### Sticker-maker-compatible"):

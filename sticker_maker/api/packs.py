@@ -26,6 +26,7 @@ from sticker_maker import expressions as builtin
 from sticker_maker.accounts import ApiKey
 from sticker_maker.api.auth import current_key
 from sticker_maker.api.contract import BINARY, doc
+from sticker_maker.api.native import PREFER, prefer_wait, waited
 from sticker_maker.api.references import (
     PendingReference,
     ReferenceFields,
@@ -187,17 +188,23 @@ def list_expressions() -> ExpressionList:
 async def create_pack(
     body: PackRequest,
     request: Request,
+    response: Response,
+    prefer: str | None = PREFER,
     key: ApiKey = Depends(current_key),
     svc: Services = Depends(services),
 ) -> PackJob:
     """Queue one ``pack`` job: a sticker of ``character`` per expression, all of one seed,
     denoised together; with ``image``, stickers of that picture's subject. Poll ``GET
     /v1/jobs/{id}``; then export it with ``GET /v1/packs/{id}/export/{whatsapp|telegram}``.
-    Costs credits like any job (reserved on submit, settled to the GPU time)."""
+    Costs credits like any job (reserved on submit, settled to the GPU time). ``Prefer:
+    wait=N`` answers with the finished pack when it takes ≤ N s, as ``POST /v1/jobs``."""
+    wait = prefer_wait(prefer)
     chosen = pack_expressions(body.expressions, body.count)
     generation = _generation(body)
     pending = await read_reference(body, body.preset, request, key, svc)
     job = await run_in_threadpool(_submit, svc, key, generation, chosen, pending)
+    if wait:
+        job = await waited(request, response, key, job.id, wait)
     position = await run_in_threadpool(svc.jobs.queue_position, job)
     return PackJob.model_validate(native_job(request, svc, job, position=position))
 
@@ -292,15 +299,12 @@ def pack_stickers(svc: Services, job: Job) -> list[tuple[Any, str, str]]:
             f"job {job.id} is {job.status.value}; a pack exports once it has succeeded "
             "(poll it until its status is succeeded)"
         )
-    stickers = sorted(
-        ((i, o) for i, o in enumerate(job.output) if o.kind == "sticker"),
-        key=lambda pair: pair[1].index,
-    )
+    stickers = sorted((o for o in job.output if o.kind == "sticker"), key=lambda o: o.index)
     if not stickers:
         raise Conflict(f"job {job.id} has no sticker outputs to export")
     found = []
-    for position, output in stickers:
-        image: Image.Image = _sticker_image(svc, job, position)
+    for output in stickers:
+        image: Image.Image = _sticker_image(svc, job, output.index)
         emoji = output.emoji or builtin.DEFAULT_EMOJI
         found.append((image, emoji, output.expression or f"sticker {output.index + 1}"))
     return found

@@ -69,17 +69,16 @@ class _FileFields:
     content_type: str = "image/png"
     #: the file name :meth:`save` uses inside a folder
     filename: str = ""
-    #: the job it belongs to, and its place in the job's ``output`` list (what exports and
-    #: packs name it by: ``client.exports.sticker(output, "telegram")``)
+    #: the job it belongs to: with ``index``, what exports and packs name a sticker by
+    #: (``client.exports.sticker(output, "telegram")``)
     job_id: str = ""
-    position: int = 0
     _data: bytes | None = field(default=None, repr=False)
     #: a pack's sticker: its expression and emoji (None otherwise)
     expression: str | None = None
     emoji: str | None = None
 
     @classmethod
-    def _parse(cls, data: dict[str, Any], stem: str, job_id: str = "", position: int = 0) -> Any:
+    def _parse(cls, data: dict[str, Any], stem: str, job_id: str = "") -> Any:
         suffix = "-sticker" if data.get("kind") == "sticker" else ""
         ext = str(data.get("url", "")).rsplit(".", 1)[-1] or "png"
         return cls(
@@ -92,7 +91,6 @@ class _FileFields:
             content_type=data.get("content_type", "image/png"),
             filename=f"{stem}-{data.get('seed', 0)}{suffix}.{ext}",
             job_id=job_id,
-            position=position,
         )
 
     def _target(self, path: str | Path, folder: bool = False) -> Path:
@@ -216,8 +214,8 @@ class _JobFields:
         self.preset = data.get("preset", self.preset)
         self.input = dict(data.get("input") or {})
         self.output = []
-        for position, item in enumerate(data.get("output") or []):
-            out = self._file_class._parse(item, stem, self.id, position)
+        for item in data.get("output") or []:
+            out = self._file_class._parse(item, stem, self.id)
             out._client = self._client  # type: ignore[attr-defined]
             _tag_expression(out, item)
             self.output.append(out)

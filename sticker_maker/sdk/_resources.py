@@ -141,13 +141,14 @@ EXPORT_TARGETS = (
 
 
 def _output_ref(job: Any, output: Any) -> tuple[str, int]:
-    """(job id, output number) from a job or its id and an :class:`OutputFile` or a number."""
+    """(job id, sticker index) from a job or its id and an :class:`OutputFile` or its
+    ``index`` (the sample number; for a split, the piece number)."""
     job_id = job if isinstance(job, str) else getattr(job, "id", None)
-    number = getattr(output, "position", output)
+    number = getattr(output, "index", output)
     if job_id is None:
         job_id = getattr(output, "job_id", None)
     if not isinstance(job_id, str) or not isinstance(number, int):
-        raise TypeError("expected a job (or its id) and an output (or its number)")
+        raise TypeError("expected a job (or its id) and a sticker output (or its index)")
     return job_id, number
 
 
@@ -165,7 +166,7 @@ class Exports(_Resource):
 
     def whatsapp_pack(self, stickers: Iterable[Any], *, name: str, publisher: str) -> Any:
         """A :class:`Download` of a WhatsApp pack (zip) from 3 to 30 sticker outputs: each an
-        :class:`OutputFile` or a ``(job id, output number)`` pair."""
+        :class:`OutputFile` or a ``(job id, sticker index)`` pair."""
         items = []
         for item in stickers:
             job_id, number = (

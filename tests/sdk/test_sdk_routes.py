@@ -95,7 +95,7 @@ def test_a_cutout_from_bytes_is_a_transparent_sticker(disc_job: sm.Job) -> None:
     assert alpha[0].max() == 0 and alpha[:, 0].max() == 0  # the white backdrop is gone
     centre = np.asarray(image)[image.height // 2, image.width // 2]
     assert centre[3] == 255 and centre[0] > 150 > centre[2]  # the orange disc is kept
-    assert sticker.job_id == disc_job.id and sticker.position == 0
+    assert sticker.job_id == disc_job.id and sticker.index == 0
 
 
 def test_cutout_options_a_path_and_an_upload_as_the_image(
@@ -306,18 +306,21 @@ def test_the_readme_example_runs_as_written(
     section = readme.split("Every other route has its call", 1)[1]
     block = section.split("```python\n", 1)[1].split("```", 1)[0]
     secret = app.state.services.keys.create(scope="admin", credits=100).secret
-    Image.open(io.BytesIO(disc_picture())).convert("RGB").save(tmp_path / "photo.jpg")
+    Image.open(io.BytesIO(disc_picture())).convert("RGB").save(tmp_path / "cat.jpg")
     (tmp_path / "sheet.png").write_bytes(sheet_picture())
-    (tmp_path / "me.png").write_bytes(disc_picture(64))
+    Image.open(io.BytesIO(disc_picture(64))).convert("RGB").save(tmp_path / "me.jpg")
     monkeypatch.chdir(tmp_path)
     made: list[sm.Client] = []
+    real = sm.Client
 
     def client(*args: object, **kwargs: object) -> sm.Client:  # the README's, in-process
-        made.append(sm.Client("http://testserver", secret, http_client=http))
+        made.append(real("http://testserver", secret, http_client=http))
         return made[-1]
 
-    namespace = {"sm": type("sm", (), {"Client": staticmethod(client)}), "print": lambda *a: None}
-    exec(compile(block, "README.md", "exec"), namespace)
+    namespace = {"print": lambda *a: None}
+    with monkeypatch.context() as patched:
+        patched.setattr(sm, "Client", client)
+        exec(compile(block, "README.md", "exec"), namespace)
     assert made and namespace["job"].succeeded and len(namespace["sheet"].stickers) == 3
     assert (tmp_path / "cats.zip").stat().st_size > 0 and list((tmp_path / "out").iterdir())
     assert namespace["new"].secret.startswith("sm_")
