@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sticker_maker import expressions as builtin
 from sticker_maker.accounts import ApiKey
+from sticker_maker.api import schemas
 from sticker_maker.api.auth import current_key
 from sticker_maker.api.contract import BINARY, doc
 from sticker_maker.api.native import PREFER, prefer_wait, waited
@@ -112,56 +113,6 @@ class PackRequest(ReferenceFields):
 # -- typed answers (OpenAPI) -------------------------------------------------------------
 
 
-class PackOutput(BaseModel):
-    url: str
-    kind: Literal["image", "sticker"]
-    index: int = Field(description="the expression's position in the pack")
-    seed: int
-    width: int
-    height: int
-    content_type: str
-    expression: str | None = None
-    emoji: str | None = None
-
-
-class Progress(BaseModel):
-    step: int
-    total: int
-
-
-class Metrics(BaseModel):
-    queue_time: float | None
-    predict_time: float | None
-    total_time: float | None
-
-
-class JobUrls(BaseModel):
-    get: str
-    cancel: str
-
-
-class PackJob(BaseModel):
-    """The native job envelope of a pack (kind ``pack``)."""
-
-    id: str
-    status: Literal["queued", "running", "succeeded", "failed", "canceled"]
-    kind: str
-    preset: str
-    input: dict[str, Any]
-    output: list[PackOutput]
-    error: str | None
-    error_code: str | None
-    error_stage: str | None
-    logs: str
-    progress: Progress
-    metrics: Metrics
-    created_at: str | None
-    started_at: str | None
-    completed_at: str | None
-    urls: JobUrls
-    queue_position: int | None = None
-
-
 class ExpressionList(BaseModel):
     expressions: list[Expression]
     max_pack: int = Field(description="the most stickers a pack holds")
@@ -183,7 +134,7 @@ def list_expressions() -> ExpressionList:
     "/v1/packs",
     status_code=201,
     summary="Make a pack: one character, many expressions",
-    **doc(PackJob, 406, 422, status=201),
+    **doc(schemas.Job, 406, 422, status=201),
 )
 async def create_pack(
     body: PackRequest,
@@ -192,7 +143,7 @@ async def create_pack(
     prefer: str | None = PREFER,
     key: ApiKey = Depends(current_key),
     svc: Services = Depends(services),
-) -> PackJob:
+) -> dict[str, Any]:
     """Queue one ``pack`` job: a sticker of ``character`` per expression, all of one seed,
     denoised together; with ``image``, stickers of that picture's subject. Poll ``GET
     /v1/jobs/{id}``; then export it with ``GET /v1/packs/{id}/export/{whatsapp|telegram}``.
@@ -206,7 +157,7 @@ async def create_pack(
     if wait:
         job = await waited(request, response, key, job.id, wait)
     position = await run_in_threadpool(svc.jobs.queue_position, job)
-    return PackJob.model_validate(native_job(request, svc, job, position=position))
+    return native_job(request, svc, job, position=position)
 
 
 def pack_expressions(given: list[Any] | None, count: int | None) -> tuple[Expression, ...]:

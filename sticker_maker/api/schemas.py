@@ -30,6 +30,9 @@ class JobOutput(BaseModel):
     url: str
     expression: str | None = Field(None, description="a pack's sticker: its expression")
     emoji: str | None = Field(None, description="a pack's sticker: its emoji")
+    empty: bool | None = Field(
+        None, description="a sticker whose cut-out found nothing (README, Empty stickers)"
+    )
 
 
 class Progress(BaseModel):
@@ -87,6 +90,7 @@ class PresetInfo(BaseModel):
     width: int
     height: int
     price_per_second: float
+    upscale: bool = Field(description="whether the preset can upscale (`upscale: true`)")
 
 
 class PresetList(BaseModel):
@@ -132,6 +136,9 @@ class Account(BaseModel):
     username: str
     name: str
     github_url: str | None
+    retention_seconds: float | None = Field(
+        None, description="how long outputs and uploads are kept (null: kept until deleted)"
+    )
 
 
 class AdminKey(KeyInfo):
