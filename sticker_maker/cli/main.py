@@ -458,11 +458,10 @@ def generate(
     try:
         registry = load_presets(presets)
         job = resolve(parse_request(raw), registry)
+        picture = None
         if reference:  # stickers of a picture: checked and attached as the API does
             job, picture = pack_cmds.attach_reference(job, reference, registry)
-            stickers = pack_cmds.run_local(job, "generate", picture, presets)
-        else:
-            stickers = _run_locally(job, presets)
+        stickers = pack_cmds.run_local(job, "generate", picture, presets)
     except StickerMakerError as exc:
         raise fail(exc.message) from None
     output.mkdir(parents=True, exist_ok=True)
@@ -482,22 +481,6 @@ def _free_names(folder: Path, base: str) -> tuple[Path, Path]:
         n += 1
         name = f"{base}-{n}"
     return folder / f"{name}.png", folder / f"{name}-sticker.png"
-
-
-def _run_locally(job, presets_file: Path | None):  # type: ignore[no-untyped-def]
-    from sticker_maker.cli._progress import step_progress
-
-    with step_progress(err) as progress:
-        task = progress.add_task("loading model", total=job.steps)
-        from sticker_maker.worker.predictor import Predictor
-
-        predictor = Predictor()
-        predictor.setup(str(presets_file) if presets_file else None)
-
-        def on_progress(step: int, total: int) -> None:
-            progress.update(task, description="generating", completed=step, total=total)
-
-        return predictor.predict(job, on_progress=on_progress)
 
 
 def _register_extras() -> None:
