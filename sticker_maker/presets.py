@@ -158,11 +158,10 @@ class Preset:
         (None when it can)."""
         if self.ip_adapter and (self.ip_adapter_weights or self.ip_adapter_face_weights):
             return None
+        # what the person asking can do; how to configure one is the operator's (README)
         return (
-            f"preset {self.name!r} takes no reference image (it has no IP-Adapter "
-            "configured); send no image, pick a preset that takes one (face-to-sticker, "
-            f"sticker-maker), or set ip_adapter and ip_adapter_weights under "
-            f"[presets.{self.name}] in the presets"
+            f"the style {self.name!r} cannot make stickers of a picture; send no image, or "
+            "pick a style that can (face-to-sticker, sticker-maker)"
         )
 
     def ip_adapter_files(self) -> tuple[tuple[str, str], ...]:

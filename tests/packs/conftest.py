@@ -13,7 +13,6 @@ from PIL import Image
 
 from sticker_maker.api import create_app
 from sticker_maker.config import Settings
-from sticker_maker.presets import Preset
 
 LIGHT_PRESETS = """
 [presets.sticker-maker]
@@ -42,19 +41,6 @@ def light_presets(tmp_path: Path) -> Path:
     path = tmp_path / "presets.toml"
     path.write_text(LIGHT_PRESETS)
     return path
-
-
-@pytest.fixture
-def ip_adapter_presets(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Until the engine's IP-Adapter presets land: ``face-to-sticker`` can take a picture
-    (``Preset.reference_problem`` as the engine defines it), the others cannot."""
-
-    def problem(self: Preset) -> str | None:
-        if self.name == "face-to-sticker":
-            return None
-        return f"preset {self.name!r} has no IP-Adapter; use face-to-sticker"
-
-    monkeypatch.setattr(Preset, "reference_problem", problem, raising=False)
 
 
 @pytest.fixture

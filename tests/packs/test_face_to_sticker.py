@@ -21,7 +21,7 @@ LATEST = VERSION_IDS[0]
 
 
 @pytest.fixture
-def face_app(tmp_path: Path, light_presets: Path, ip_adapter_presets: None) -> Iterator[App]:
+def face_app(tmp_path: Path, light_presets: Path) -> Iterator[App]:
     settings = Settings.load(tmp_path / "home", presets=light_presets)
     served = App(create_app(settings, run_worker=False))
     try:

@@ -1,7 +1,8 @@
 """Reference pictures on native jobs and packs: admission, checks and storage (no worker).
 
-The engine's IP-Adapter presets are stood in for by ``ip_adapter_presets`` (a preset
-method); end-to-end runs with a tiny IP-Adapter are in ``test_reference_e2e.py``.
+The built-in presets decide which take a picture (``Preset.reference_problem``: an
+IP-Adapter configured); end-to-end runs with a tiny IP-Adapter are in
+``test_reference_e2e.py``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ def _stored(client: Client) -> set[str]:
     return {p.name for p in root.rglob("*") if p.is_file()}
 
 
-@pytest.mark.usefixtures("ip_adapter_presets")
 def test_a_reference_job_stores_the_checked_picture_and_owns_it(client: Client) -> None:
     key = client.new_key()
     response = _job(
@@ -67,7 +67,6 @@ def test_a_reference_job_stores_the_checked_picture_and_owns_it(client: Client) 
     assert client.get(reference["image"], headers=bearer(other)).status_code == 404
 
 
-@pytest.mark.usefixtures("ip_adapter_presets")
 def test_an_upload_and_an_output_url_are_references_too(client: Client) -> None:
     key = client.new_key()
     uploaded = client.post(
@@ -88,7 +87,6 @@ def test_an_upload_and_an_output_url_are_references_too(client: Client) -> None:
     assert refused.status_code == 400 and _fields(refused) == ["image"]
 
 
-@pytest.mark.usefixtures("ip_adapter_presets")
 def test_bad_reference_pictures_are_refused_naming_image(client: Client) -> None:
     key = client.new_key()
     before = _stored(client)
@@ -109,7 +107,6 @@ def test_bad_reference_pictures_are_refused_naming_image(client: Client) -> None
     assert client.svc.jobs.list_for_key(key.split("_")[1]) == []
 
 
-@pytest.mark.usefixtures("ip_adapter_presets")
 def test_a_private_address_is_refused_and_never_connected_to(client: Client) -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
@@ -131,17 +128,15 @@ def test_a_private_address_is_refused_and_never_connected_to(client: Client) -> 
             listener.accept()  # nobody connected
 
 
-@pytest.mark.usefixtures("ip_adapter_presets")
 def test_presets_without_an_ip_adapter_refuse_a_picture_before_reading_it(
     client: Client,
 ) -> None:
     key = client.new_key()
-    response = _job(client, key, preset="sticker-maker", image="http://10.9.9.9/never-read.png")
+    response = _job(client, key, preset="stickersheet", image="http://10.9.9.9/never-read.png")
     assert response.status_code == 400
-    assert _fields(response) == ["image"] and "IP-Adapter" in response.text
+    assert _fields(response) == ["image"] and "cannot make stickers of a picture" in response.text
 
 
-@pytest.mark.usefixtures("ip_adapter_presets")
 def test_reference_options_need_an_image_and_prompt_strength_is_one_name(client: Client) -> None:
     key = client.new_key()
     for field in ("ip_adapter_weight", "ip_adapter_noise", "strength"):
@@ -156,7 +151,6 @@ def test_reference_options_need_an_image_and_prompt_strength_is_one_name(client:
     assert alone.status_code == 201 and alone.json()["input"]["guidance_scale"] == 3
 
 
-@pytest.mark.usefixtures("ip_adapter_presets")
 def test_a_refused_submit_leaves_no_stored_picture(client: Client) -> None:
     key = client.new_key(credits=0)
     before = _stored(client)
@@ -165,7 +159,6 @@ def test_a_refused_submit_leaves_no_stored_picture(client: Client) -> None:
     assert _stored(client) == before
 
 
-@pytest.mark.usefixtures("ip_adapter_presets")
 def test_a_pack_of_a_picture(client: Client) -> None:
     key = client.new_key()
     response = client.post(
@@ -191,7 +184,6 @@ def test_a_pack_of_a_picture(client: Client) -> None:
     assert refused.status_code == 400 and _fields(refused) == ["image"]  # sticker-maker: no IP-A
 
 
-@pytest.mark.usefixtures("ip_adapter_presets")
 def test_retention_deletes_the_picture_with_the_job(client: Client) -> None:
     from sticker_maker.accounts.retention import sweep
 

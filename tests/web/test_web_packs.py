@@ -9,6 +9,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from conftest import RunningServer
 from PIL import Image
@@ -91,6 +92,35 @@ def test_a_blank_expression_and_a_photo_the_style_cannot_use_are_named(
     page.click("#generate")
     page.wait_for_selector("#form-error:not([hidden])")
     assert page.get_attribute("#reference-file", "aria-invalid") == "true"
-    assert "IP-Adapter" in page.text_content("#reference-file-error")
+    assert "cannot make stickers of a picture" in page.text_content("#reference-file-error")
     shot(page, "pack-02-photo-refused")
     assert page.errors == []
+
+
+def test_a_photo_becomes_stickers_of_it(
+    browser: Any, shared_server: RunningServer, tmp_path: Path
+) -> None:
+    """The describe form with a real photo (scikit-image's astronaut) and face-to-sticker:
+    the job carries the picture as its reference, the face is found, stickers come back."""
+    from skimage import data as skimage_data
+
+    photo = tmp_path / "me.jpg"
+    Image.fromarray(skimage_data.astronaut()).save(photo)
+    key = shared_server.new_key()
+    page = new_page(browser, shared_server, key=key)
+    page.wait_for_function("() => document.querySelector('#preset').options.length > 1")
+    page.select_option("#preset", "face-to-sticker")
+    page.fill("#prompt", "an astronaut, smiling")
+    page.click("#reference summary")
+    page.set_input_files("#reference-file", str(photo))
+    page.click("#generate")
+    batch = wait_for_stickers(page, 1, timeout=240_000)
+    assert batch.locator(".card img").count() == 1
+    shot(page, "photo-01-stickers-of-it")
+    assert page.errors == []
+
+    auth = {"Authorization": f"Bearer {key}"}
+    (job,) = httpx.get(f"{shared_server.url}/v1/jobs", headers=auth).json()["jobs"]
+    assert job["status"] == "succeeded" and job["preset"] == "face-to-sticker"
+    assert job["input"]["reference"]["image"].startswith("http")  # the stored picture's URL
+    assert "face found in the picture" in job["logs"]  # the astronaut's, cropped to it
