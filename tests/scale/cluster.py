@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -52,18 +53,16 @@ def weed_binary() -> str | None:
 
 
 def _free_port_pair() -> int:
-    """A port p with p and p+10000 free (SeaweedFS puts gRPC at port+10000)."""
+    """A port p with p and p+10000 free (SeaweedFS puts gRPC at port+10000), both below
+    Linux's ephemeral range (32768+), so no outgoing connection takes one meanwhile."""
     for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port + 10000 > 65535:
+        port = random.randrange(10_000, 22_700)
+        try:
+            for candidate in (port, port + 10000):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", candidate))
+        except OSError:
             continue
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 10000))
-            except OSError:
-                continue
         return port
     raise RuntimeError("no free port pair")
 
@@ -84,10 +83,21 @@ class SeaweedS3:
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
         }
         config.write_text(json.dumps({"identities": [identity]}))
+        self.log = root / "weed.log"
+        for attempt in range(3):  # a port taken between the check and weed's bind: again
+            self._start(binary, root, config)
+            try:
+                self._wait_ready()
+                return
+            except BaseException as exc:
+                self.close()
+                if attempt == 2 or "address already in use" not in str(exc):
+                    raise
+
+    def _start(self, binary: str, root: Path, config: Path) -> None:
         ports = [_free_port_pair() for _ in range(4)]
         self.port = ports[3]
         self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.log = root / "weed.log"
         self.process = subprocess.Popen(
             [
                 binary,
@@ -108,11 +118,6 @@ class SeaweedS3:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        try:
-            self._wait_ready()
-        except BaseException:
-            self.close()
-            raise
 
     @property
     def env(self) -> dict[str, str]:
